@@ -1,0 +1,83 @@
+# ML Lab Kit. The two commands on the README's first screen:
+#   make site   provision the hosts in $(INVENTORY) (default: this machine)
+#   make test   every test tier these machines can run (lint, unit, render, molecule, labs)
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+INVENTORY ?= inventory/localhost.yml
+VENV      ?= .venv
+PYTHON    := $(shell scripts/find-python.sh)
+BIN       := $(VENV)/bin
+ANSIBLE_ARGS ?=
+# Distributions the molecule scenarios run on (local images, see tests/molecule/).
+MOLECULE_DISTROS ?= bookworm trixie
+MOLECULE_SCENARIOS := $(sort $(wildcard roles/*/molecule/*/molecule.yml))
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: help site verify reset test lint unit molecule molecule-images labs-test clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
+
+# --- environments -------------------------------------------------------------------
+$(BIN)/activate:
+	@test -n "$(PYTHON)" || exit 1
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.controller: requirements/controller.txt | $(BIN)/activate
+	$(BIN)/pip install -q -r requirements/controller.txt
+	@touch $@
+
+$(VENV)/.collections: requirements.yml $(VENV)/.controller
+	$(BIN)/python scripts/ensure_collections.py $(BIN)/ansible-galaxy requirements.yml
+	@touch $@
+
+$(VENV)/.dev: requirements/dev.txt requirements/controller.txt | $(BIN)/activate
+	$(BIN)/pip install -q -r requirements/dev.txt
+	@touch $@
+
+# --- the main job -------------------------------------------------------------------
+site: $(VENV)/.collections ## provision: ansible-playbook site.yml on $(INVENTORY)
+	$(BIN)/ansible-playbook -i $(INVENTORY) site.yml $(ANSIBLE_ARGS)
+
+verify: $(VENV)/.dev ## testinfra, layer by layer, against the hosts of $(INVENTORY)
+	$(PYTEST) tests/infra -p no:cacheprovider --hosts='ansible://all' \
+	  --ansible-inventory=$(INVENTORY) --force-ansible -rs
+
+reset: $(VENV)/.collections ## tear the lab down (playbooks/reset.yml)
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/reset.yml $(ANSIBLE_ARGS)
+
+# --- tests ----------------------------------------------------------------------------
+test: lint unit molecule labs-test ## every tier these machines can run
+
+lint: $(VENV)/.dev $(VENV)/.collections ## yamllint, ansible-lint (production), ruff, syntax-check
+	$(BIN)/yamllint --strict .
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/ansible-playbook --syntax-check site.yml playbooks/reset.yml
+	$(BIN)/ansible-lint --profile production --offline
+
+unit: $(VENV)/.dev ## unit tests (parsers, filters, rendering, schemas, alert rules)
+	$(PYTEST) tests/unit -q -ra
+
+molecule-images: ## build the local Debian systemd images molecule uses
+	@if [ -n "$${MOLECULE_IMAGE:-}" ]; then echo "using MOLECULE_IMAGE=$$MOLECULE_IMAGE"; else \
+	  for d in $(MOLECULE_DISTROS); do tests/molecule/build-image.sh $$d; done; fi
+
+molecule: $(VENV)/.dev $(VENV)/.collections molecule-images ## every role's molecule scenarios, per distro
+	@for f in $(MOLECULE_SCENARIOS); do \
+	  role=$$(echo $$f | cut -d/ -f2); scenario=$$(echo $$f | cut -d/ -f4); \
+	  for d in $(MOLECULE_DISTROS); do \
+	    echo "=== molecule: role $$role, scenario $$scenario, $$d"; \
+	    (cd roles/$$role && MOLECULE_DISTRO=$$d PATH="$(CURDIR)/$(BIN):$$PATH" \
+	      molecule test -s $$scenario) || exit 1; \
+	  done; \
+	done
+
+labs-test: ## the mllab package's tests (filled in by the labs issue)
+	@echo "labs-test: the mllab package has no labs yet"
+
+clean: ## remove the venv and caches (not artifacts/)
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

@@ -1,0 +1,224 @@
+"""Preflight decisions for ML Lab Kit: inventory topology, addon names, version formats,
+resource needs. Pure functions, used as Ansible filters by roles/preflight and unit
+tested in tests/unit/test_preflight_filters.py. Each returns a list of problems, each
+naming the bad value and the fix; an empty list means the input is usable.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+
+# Core addon names of MicroK8s 1.36 (canonical/microk8s-core-addons addons.yaml).
+# Community addons are accepted with an explicit "community/" prefix.
+KNOWN_ADDONS = frozenset(
+    """dns rbac ingress hostpath-storage storage registry metrics-server nvidia gpu helm helm3
+    metallb host-access ha-cluster mayastor prometheus observability community cert-manager
+    kube-ovn minio cis-hardening rook-ceph""".split()
+)
+# Addons whose enable script prompts on stdin without an argument.
+ADDONS_NEEDING_ARGS = {"metallb": "an address range, e.g. args: 10.64.140.43-10.64.140.49"}
+
+VERSION_PATTERNS = {
+    "snap_channel": (
+        re.compile(r"^(latest|\d+\.\d+)(-strict|-eksd)?/(stable|candidate|beta|edge)(/[\w.-]+)?$"),
+        "a snap channel <track>/<risk> such as 1.36/stable or 1.36-strict/stable",
+    ),
+    "v_semver": (
+        re.compile(r"^v\d+\.\d+\.\d+$"),
+        "a version like v25.10.0 (with the leading v)",
+    ),
+    "semver": (
+        re.compile(r"^\d+\.\d+\.\d+$"),
+        "a version like 1.2.3",
+    ),
+}
+
+
+def _hosts(groups: Mapping[str, Iterable[str]], name: str) -> list[str]:
+    return list(groups.get(name) or [])
+
+
+def mllab_topology_problems(groups: Mapping[str, Iterable[str]], manage_microk8s: bool = True) -> list[str]:
+    """Check the inventory groups control_plane / workers / gpu for a workable cluster."""
+    if not manage_microk8s:
+        return []
+    cps, workers, gpus = (_hosts(groups, g) for g in ("control_plane", "workers", "gpu"))
+    problems = []
+    if not cps:
+        if workers:
+            problems.append(
+                f"workers {sorted(workers)} have no control plane to join: "
+                "put at least one host in the control_plane group"
+            )
+        else:
+            problems.append(
+                "the control_plane group is empty: put the host(s) that run MicroK8s in it "
+                "(see inventory/examples/cluster.yml), or set mllab_manage_microk8s: false "
+                "to use an existing cluster"
+            )
+    if len(cps) > 1 and len(cps) % 2 == 0:
+        problems.append(
+            f"control_plane has {len(cps)} hosts ({', '.join(cps)}): high availability needs an "
+            "odd number (3, 5, 7) so dqlite keeps a majority; use 1, 3 or 5, or move one to workers"
+        )
+    both = sorted(set(cps) & set(workers))
+    if both:
+        problems.append(f"hosts {both} are in both control_plane and workers: keep each host in one of them")
+    strays = sorted(set(gpus) - set(cps) - set(workers))
+    if strays:
+        problems.append(
+            f"gpu hosts {strays} are not in the cluster: add them to control_plane or workers, "
+            "or remove them from the gpu group"
+        )
+    return problems
+
+
+def mllab_addon_problems(addons: object, known: Iterable[str] = KNOWN_ADDONS) -> list[str]:
+    """Check microk8s_addons: a mapping name -> {enabled: bool, args: str}."""
+    if not isinstance(addons, Mapping):
+        return [f"microk8s_addons must be a mapping of addon name to {{enabled: true|false}}, got {addons!r}"]
+    known = set(known)
+    problems = []
+    for name, spec in addons.items():
+        bare = str(name).split("/", 1)[1] if str(name).startswith(("core/", "community/")) else str(name)
+        if not str(name).startswith("community/") and bare not in known:
+            close = difflib.get_close_matches(bare, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(
+                f"unknown MicroK8s addon {name!r}{hint}: core addons are {', '.join(sorted(known))}; "
+                "community addons need the prefix community/"
+            )
+            continue
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("enabled"), bool):
+            problems.append(f"microk8s_addons[{name!r}] must be {{enabled: true|false, args: ...}}, got {spec!r}")
+            continue
+        unknown_keys = set(spec) - {"enabled", "args"}
+        if unknown_keys:
+            problems.append(f"microk8s_addons[{name!r}] has unknown keys {sorted(unknown_keys)}: use enabled and args")
+        args = spec.get("args") or ""
+        if not isinstance(args, str):
+            problems.append(f"microk8s_addons[{name!r}].args must be a string, got {args!r}")
+        elif spec["enabled"] and bare in ADDONS_NEEDING_ARGS and not args.strip():
+            problems.append(
+                f"addon {name!r} is enabled without args: it would wait for input; "
+                f"give {ADDONS_NEEDING_ARGS[bare]}"
+            )
+    return problems
+
+
+def mllab_version_problems(values: Mapping[str, list]) -> list[str]:
+    """values: {variable name: [value, kind]} with kind a key of VERSION_PATTERNS."""
+    problems = []
+    for var, (value, kind) in values.items():
+        pattern, expected = VERSION_PATTERNS[kind]
+        if not isinstance(value, str) or not pattern.match(value):
+            problems.append(f"{var} = {value!r} is malformed: expected {expected}")
+    return problems
+
+
+def mllab_enabled_addons(addons: Mapping[str, Mapping]) -> list[str]:
+    """Names of the addons switched on, without repository prefix."""
+    return [str(n).split("/")[-1] for n, s in (addons or {}).items() if isinstance(s, Mapping) and s.get("enabled")]
+
+
+def mllab_required_mb(enabled: Iterable[str], base: int, per_item: Mapping[str, int]) -> int:
+    """Base need plus the extra need of each enabled item (addon or component) that has one."""
+    return int(base) + sum(int(per_item.get(name, 0)) for name in enabled)
+
+
+def mllab_offline_problems(files: Mapping, channel: str) -> list[str]:
+    """files: snap, assert (controller paths, "" when unset), snap_exists, assert_exists."""
+    snap, assertion = files.get("snap") or "", files.get("assert") or ""
+    if not snap and not assertion:
+        return []
+    download = f"`snap download microk8s --channel={channel}` on a machine that reaches the snap store"
+    problems = []
+    if not (snap and assertion):
+        problems.append(
+            "set both microk8s_snap_file and microk8s_assert_file, not only one: " + download + " gives both"
+        )
+    if snap and not files.get("snap_exists"):
+        problems.append(f"microk8s_snap_file = {snap} does not exist on the controller: get it with {download}")
+    elif snap and not snap.endswith(".snap"):
+        problems.append(f"microk8s_snap_file = {snap} is not a .snap file: point it at microk8s_<rev>.snap")
+    if assertion and not files.get("assert_exists"):
+        problems.append(f"microk8s_assert_file = {assertion} does not exist on the controller: get it with {download}")
+    elif assertion and not assertion.endswith(".assert"):
+        problems.append(f"microk8s_assert_file = {assertion} is not an .assert file: point it at microk8s_<rev>.assert")
+    return problems
+
+
+def mllab_mount_for(mounts: Iterable[Mapping], path: str) -> Mapping:
+    """The mount (from ansible_mounts) that holds path: the longest mount point prefixing it."""
+    best: Mapping = {}
+    for m in mounts or []:
+        point = str(m.get("mount", ""))
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(str(best.get("mount", ""))):
+            best = m
+    return best
+
+
+def mllab_host_problems(host: Mapping, settings: Mapping) -> list[str]:
+    """Problems of one host from its facts.
+
+    host: distribution, version, arch, memtotal_mb, mounts (ansible_mounts), in_gpu_group,
+          snap_store (None when not probed, else the uri result: status, msg).
+    settings: supported_os, supported_arch, gpu_arch, addons (enabled names),
+              base_memory_mb, addon_memory_mb, base_disk_mb, addon_disk_mb, disk_path,
+              snap_store_url, channel.
+    """
+    problems = []
+    dist, version, arch = host["distribution"], str(host["version"]), host["arch"]
+    supported = settings["supported_os"]
+    if version not in [str(v) for v in supported.get(dist, [])]:
+        choices = "; ".join(f"{d} {', '.join(map(str, vs))}" for d, vs in supported.items())
+        problems.append(f"{dist} {version} is not supported: use {choices}")
+    if arch not in settings["supported_arch"]:
+        problems.append(f"architecture {arch} is not supported: use {' or '.join(settings['supported_arch'])}")
+    if host.get("in_gpu_group") and arch not in settings["gpu_arch"]:
+        problems.append(
+            f"host is in the gpu group but is {arch}: the NVIDIA GPU stack needs "
+            f"{' or '.join(settings['gpu_arch'])}; remove it from the gpu group"
+        )
+    addons = list(settings.get("addons", []))
+    need_mb = mllab_required_mb(addons, settings["base_memory_mb"], settings["addon_memory_mb"])
+    if int(host["memtotal_mb"]) < need_mb:
+        problems.append(
+            f"memory {host['memtotal_mb']} MiB is below the {need_mb} MiB needed for MicroK8s with addons "
+            f"{', '.join(addons) or '(none)'}: add memory or switch addons off in microk8s_addons"
+        )
+    need_disk = mllab_required_mb(addons, settings["base_disk_mb"], settings["addon_disk_mb"])
+    mount = mllab_mount_for(host.get("mounts", []), settings["disk_path"])
+    free_mb = int(mount.get("size_available", 0)) // 1048576
+    if free_mb < need_disk:
+        problems.append(
+            f"free disk on {mount.get('mount', '?')} is {free_mb} MiB, below the {need_disk} MiB needed under "
+            f"{settings['disk_path']}: free space or switch addons off in microk8s_addons"
+        )
+    probe = host.get("snap_store")
+    if probe is not None and int(probe.get("status", -1)) <= 0:
+        reason = str(probe.get("msg") or "no answer")[:160]
+        problems.append(
+            f"the snap store ({settings['snap_store_url']}) is unreachable from this host ({reason}): "
+            "allow HTTPS to api.snapcraft.io and *.snapcraftcontent.com (or set a proxy), or install "
+            f"offline: run `snap download microk8s --channel={settings['channel']}` where the store is "
+            "reachable, then set microk8s_snap_file and microk8s_assert_file to the two files"
+        )
+    return problems
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "mllab_topology_problems": mllab_topology_problems,
+            "mllab_addon_problems": mllab_addon_problems,
+            "mllab_version_problems": mllab_version_problems,
+            "mllab_enabled_addons": mllab_enabled_addons,
+            "mllab_required_mb": mllab_required_mb,
+            "mllab_mount_for": mllab_mount_for,
+            "mllab_offline_problems": mllab_offline_problems,
+            "mllab_host_problems": mllab_host_problems,
+        }
