@@ -12,7 +12,9 @@ BIN       := $(VENV)/bin
 ANSIBLE_ARGS ?=
 # Distributions the molecule scenarios run on (local images, see tests/molecule/).
 MOLECULE_DISTROS ?= bookworm trixie
-MOLECULE_SCENARIOS := $(sort $(wildcard roles/*/molecule/*/molecule.yml))
+# Every roles/<role>/molecule/<scenario>, except *-real ones (they need real hosts:
+# snap store, GPUs; run them with `make molecule-real`).
+MOLECULE_SCENARIOS := $(sort $(filter-out %-real/molecule.yml,$(wildcard roles/*/molecule/*/molecule.yml)))
 PYTEST := $(BIN)/python -m pytest
 
 .PHONY: help site verify reset test lint unit molecule molecule-images labs-test clean
@@ -71,7 +73,8 @@ molecule: $(VENV)/.dev $(VENV)/.collections molecule-images ## every role's mole
 	  role=$$(echo $$f | cut -d/ -f2); scenario=$$(echo $$f | cut -d/ -f4); \
 	  for d in $(MOLECULE_DISTROS); do \
 	    echo "=== molecule: role $$role, scenario $$scenario, $$d"; \
-	    (cd roles/$$role && MOLECULE_DISTRO=$$d PATH="$(CURDIR)/$(BIN):$$PATH" \
+	    (cd roles/$$role && MOLECULE_DISTRO=$$d MOLECULE_IMAGE=$${MOLECULE_IMAGE:-mllab-systemd:$$d} \
+	      PATH="$(CURDIR)/$(BIN):$$PATH" \
 	      molecule test -s $$scenario) || exit 1; \
 	  done; \
 	done
