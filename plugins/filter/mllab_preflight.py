@@ -164,7 +164,7 @@ def mllab_mount_for(mounts: Iterable[Mapping], path: str) -> Mapping:
 def mllab_host_problems(host: Mapping, settings: Mapping) -> list[str]:
     """Problems of one host from its facts.
 
-    host: distribution, version, arch, memtotal_mb, mounts (ansible_mounts), in_gpu_group,
+    host: distribution, version (e.g. 24.04 or 12.11), major_version (12), arch, memtotal_mb, mounts (ansible_mounts), in_gpu_group,
           snap_store (None when not probed, else the uri result: status, msg).
     settings: supported_os, supported_arch, gpu_arch, addons (enabled names),
               base_memory_mb, addon_memory_mb, base_disk_mb, addon_disk_mb, disk_path,
@@ -173,7 +173,9 @@ def mllab_host_problems(host: Mapping, settings: Mapping) -> list[str]:
     problems = []
     dist, version, arch = host["distribution"], str(host["version"]), host["arch"]
     supported = settings["supported_os"]
-    if version not in [str(v) for v in supported.get(dist, [])]:
+    allowed = [str(v) for v in supported.get(dist, [])]
+    # Ubuntu is listed by full version (24.04), Debian by major version (12 for 12.11).
+    if version not in allowed and str(host.get("major_version", "")) not in allowed:
         choices = "; ".join(f"{d} {', '.join(map(str, vs))}" for d, vs in supported.items())
         problems.append(f"{dist} {version} is not supported: use {choices}")
     if arch not in settings["supported_arch"]:

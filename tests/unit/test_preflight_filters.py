@@ -1,0 +1,223 @@
+"""Unit tests of the preflight decisions (plugins/filter/mllab_preflight.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("mllab_preflight", ROOT / "plugins/filter/mllab_preflight.py")
+pf = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(pf)
+
+GIB = 1024**3
+
+
+# --- topology -----------------------------------------------------------------------
+def test_single_node_is_fine():
+    assert pf.mllab_topology_problems({"control_plane": ["a"], "workers": [], "gpu": []}) == []
+
+
+def test_three_control_planes_with_workers_and_gpus_is_fine():
+    groups = {"control_plane": ["a", "b", "c"], "workers": ["w1", "w2"], "gpu": ["w1", "a"]}
+    assert pf.mllab_topology_problems(groups) == []
+
+
+def test_workers_without_control_plane():
+    (msg,) = pf.mllab_topology_problems({"control_plane": [], "workers": ["w1"]})
+    assert "['w1']" in msg and "control_plane" in msg
+
+
+def test_empty_inventory_names_the_way_out():
+    (msg,) = pf.mllab_topology_problems({})
+    assert "control_plane group is empty" in msg and "mllab_manage_microk8s: false" in msg
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_even_ha_count_is_refused(n):
+    cps = [f"cp{i}" for i in range(n)]
+    (msg,) = pf.mllab_topology_problems({"control_plane": cps})
+    assert f"control_plane has {n} hosts" in msg and "odd number" in msg
+
+
+def test_gpu_host_outside_the_cluster():
+    (msg,) = pf.mllab_topology_problems({"control_plane": ["a"], "gpu": ["a", "stray"]})
+    assert "['stray']" in msg
+
+
+def test_host_in_both_roles():
+    (msg,) = pf.mllab_topology_problems({"control_plane": ["a"], "workers": ["a"]})
+    assert "both control_plane and workers" in msg
+
+
+def test_byo_cluster_skips_topology():
+    assert pf.mllab_topology_problems({}, manage_microk8s=False) == []
+
+
+# --- addons ----------------------------------------------------------------------------
+def test_default_style_addons_pass():
+    addons = {"dns": {"enabled": True}, "metallb": {"enabled": False, "args": ""}, "core/ingress": {"enabled": True}}
+    assert pf.mllab_addon_problems(addons) == []
+
+
+def test_unknown_addon_suggests_the_close_name():
+    (msg,) = pf.mllab_addon_problems({"obsrvability": {"enabled": True}})
+    assert "'obsrvability'" in msg and "did you mean 'observability'" in msg
+
+
+def test_community_addons_are_accepted_with_prefix():
+    assert pf.mllab_addon_problems({"community/kubeflow": {"enabled": True}}) == []
+
+
+def test_enabled_metallb_needs_a_range():
+    (msg,) = pf.mllab_addon_problems({"metallb": {"enabled": True}})
+    assert "metallb" in msg and "address range" in msg
+    assert pf.mllab_addon_problems({"metallb": {"enabled": True, "args": "10.0.0.10-10.0.0.20"}}) == []
+
+
+@pytest.mark.parametrize(
+    ("addons", "fragment"),
+    [
+        ({"dns": "yes"}, "must be {enabled"),
+        ({"dns": {"enabled": "true"}}, "must be {enabled"),
+        ({"dns": {"enabled": True, "arg": "x"}}, "unknown keys ['arg']"),
+        ({"dns": {"enabled": True, "args": 3}}, "args must be a string"),
+        (["dns"], "must be a mapping"),
+    ],
+)
+def test_malformed_addon_entries(addons, fragment):
+    problems = pf.mllab_addon_problems(addons)
+    assert any(fragment in p for p in problems), problems
+
+
+def test_enabled_addons_strips_prefix():
+    addons = {"core/dns": {"enabled": True}, "registry": {"enabled": False}, "observability": {"enabled": True}}
+    assert pf.mllab_enabled_addons(addons) == ["dns", "observability"]
+
+
+# --- versions -----------------------------------------------------------------------------
+@pytest.mark.parametrize("channel", ["1.36/stable", "1.35-strict/stable", "latest/edge", "1.36/candidate/hotfix-1"])
+def test_good_channels(channel):
+    assert pf.mllab_version_problems({"microk8s_channel": [channel, "snap_channel"]}) == []
+
+
+@pytest.mark.parametrize("channel", ["1.36", "stable", "1.36/stabel", "v1.36/stable", "", None])
+def test_bad_channels_name_the_value(channel):
+    (msg,) = pf.mllab_version_problems({"microk8s_channel": [channel, "snap_channel"]})
+    assert msg.startswith(f"microk8s_channel = {channel!r} is malformed") and "1.36/stable" in msg
+
+
+def test_operator_version_needs_the_v():
+    (msg,) = pf.mllab_version_problems({"gpu_operator_version": ["25.10.0", "v_semver"]})
+    assert "'25.10.0'" in msg and "v25.10.0" in msg
+
+
+# --- offline files ------------------------------------------------------------------------
+def test_no_offline_files_is_fine():
+    assert pf.mllab_offline_problems({"snap": "", "assert": ""}, "1.36/stable") == []
+
+
+def test_only_one_offline_file():
+    problems = pf.mllab_offline_problems(
+        {"snap": "/srv/microk8s_8000.snap", "assert": "", "snap_exists": True}, "1.36/stable"
+    )
+    assert len(problems) == 1 and "set both" in problems[0] and "--channel=1.36/stable" in problems[0]
+
+
+def test_missing_offline_files_are_named():
+    files = {"snap": "/nope/m.snap", "assert": "/nope/m.assert", "snap_exists": False, "assert_exists": False}
+    problems = pf.mllab_offline_problems(files, "1.36/stable")
+    assert len(problems) == 2
+    assert "/nope/m.snap does not exist" in problems[0] and "/nope/m.assert does not exist" in problems[1]
+
+
+def test_offline_files_with_wrong_suffix():
+    files = {"snap": "/a/m.zip", "assert": "/a/m.txt", "snap_exists": True, "assert_exists": True}
+    problems = pf.mllab_offline_problems(files, "1.36/stable")
+    assert "not a .snap file" in problems[0] and "not an .assert file" in problems[1]
+
+
+# --- host facts ---------------------------------------------------------------------------
+SETTINGS = {
+    "supported_os": {"Ubuntu": ["22.04", "24.04"], "Debian": ["12", "13"]},
+    "supported_arch": ["x86_64", "aarch64"],
+    "gpu_arch": ["x86_64"],
+    "addons": ["dns", "observability"],
+    "base_memory_mb": 3072,
+    "addon_memory_mb": {"observability": 2048},
+    "base_disk_mb": 20480,
+    "addon_disk_mb": {"observability": 10240},
+    "disk_path": "/var/snap",
+    "snap_store_url": "https://api.snapcraft.io/",
+    "channel": "1.36/stable",
+}
+MOUNTS = [
+    {"mount": "/", "size_available": 100 * GIB},
+    {"mount": "/var", "size_available": 10 * GIB},
+    {"mount": "/var/snapshots", "size_available": 500 * GIB},
+]
+
+
+def host(**over):
+    base = {
+        "distribution": "Debian",
+        "version": "12.11",
+        "major_version": "12",
+        "arch": "x86_64",
+        "memtotal_mb": 16000,
+        "mounts": [{"mount": "/", "size_available": 100 * GIB}],
+        "in_gpu_group": False,
+        "snap_store": {"status": 200},
+    }
+    base.update(over)
+    return base
+
+
+def test_healthy_host():
+    assert pf.mllab_host_problems(host(), SETTINGS) == []
+
+
+def test_unsupported_os_lists_the_supported_ones():
+    (msg,) = pf.mllab_host_problems(host(distribution="Debian", version="11.9", major_version="11"), SETTINGS)
+    assert msg.startswith("Debian 11.9 is not supported") and "Ubuntu 22.04, 24.04" in msg
+
+
+def test_ubuntu_is_matched_on_the_full_version():
+    assert pf.mllab_host_problems(host(distribution="Ubuntu", version="24.04", major_version="24"), SETTINGS) == []
+    (msg,) = pf.mllab_host_problems(host(distribution="Ubuntu", version="23.10", major_version="23"), SETTINGS)
+    assert "Ubuntu 23.10 is not supported" in msg
+
+
+def test_gpu_group_on_arm():
+    (msg,) = pf.mllab_host_problems(host(arch="aarch64", in_gpu_group=True), SETTINGS)
+    assert "gpu group but is aarch64" in msg
+
+
+def test_memory_need_counts_enabled_addons():
+    (msg,) = pf.mllab_host_problems(host(memtotal_mb=4000), SETTINGS)
+    assert "4000 MiB is below the 5120 MiB" in msg and "observability" in msg
+
+
+def test_disk_is_read_from_the_mount_that_holds_the_path():
+    # /var (10 GiB free) holds /var/snap, not /var/snapshots nor /.
+    assert pf.mllab_mount_for(MOUNTS, "/var/snap")["mount"] == "/var"
+    (msg,) = pf.mllab_host_problems(host(mounts=MOUNTS), SETTINGS)
+    assert "free disk on /var is 10240 MiB, below the 30720 MiB" in msg
+
+
+def test_unreachable_snap_store_explains_offline_install():
+    probe = {"status": -1, "msg": "Request failed: <urlopen error [Errno -3] Temporary failure in name resolution>"}
+    (msg,) = pf.mllab_host_problems(host(snap_store=probe), SETTINGS)
+    assert "snap store (https://api.snapcraft.io/) is unreachable" in msg
+    assert "snap download microk8s --channel=1.36/stable" in msg and "microk8s_snap_file" in msg
+
+
+def test_store_not_probed_is_not_a_problem():
+    assert pf.mllab_host_problems(host(snap_store=None), SETTINGS) == []
+
+
+def test_every_problem_is_reported_at_once():
+    bad = host(distribution="Fedora", version="40", major_version="40", arch="ppc64le", memtotal_mb=512, mounts=[], snap_store={})
+    assert len(pf.mllab_host_problems(bad, SETTINGS)) == 5

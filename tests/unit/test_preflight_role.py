@@ -1,0 +1,137 @@
+"""The preflight role run for real by ansible-playbook against this machine (local
+connection): it must stop within seconds, change nothing and name each problem.
+
+The snap store probe is pointed at addresses on this machine: a closed port (the
+"unreachable" path) and a local HTTP server (the "reachable" path), so the test gives
+the same answer on hosts with and without snap-store access."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = ROOT / "playbooks/host.yml"
+CLOSED_PORT_URL = "http://127.0.0.1:9/"  # discard port: nothing listens here
+
+
+def write_inventory(tmp_path: Path, control_plane: list[str], workers=(), gpu=()) -> Path:
+    def hosts(names):
+        return {n: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable} for n in names}
+
+    inv = {
+        "all": {
+            "children": {
+                "cluster": {
+                    "children": {
+                        "control_plane": {"hosts": hosts(control_plane)},
+                        "workers": {"hosts": hosts(workers)},
+                    }
+                },
+                "gpu": {"hosts": hosts(gpu)},
+            }
+        }
+    }
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps(inv))
+    return path
+
+
+def run_preflight(inventory: Path, tmp_path: Path, **extra) -> tuple[subprocess.CompletedProcess, float]:
+    extra.setdefault("preflight_snap_store_url", CLOSED_PORT_URL)
+    extra.setdefault("preflight_snap_store_timeout", 3)
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), MLLAB_ARTIFACTS_DIR=str(tmp_path / "artifacts"))
+    env["ANSIBLE_FACT_CACHING"] = "memory"
+    cmd = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        str(inventory),
+        str(PLAYBOOK),
+        "--tags",
+        "preflight",
+        "-e",
+        json.dumps(extra),
+    ]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return proc, time.monotonic() - start
+
+
+@pytest.fixture
+def store():
+    """A local HTTP server standing in for the store's address (a reachable URL)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_unreachable_snap_store_stops_fast_and_changes_nothing(tmp_path):
+    proc, seconds = run_preflight(write_inventory(tmp_path, ["localhost"]), tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert seconds < 60
+    assert f"snap store ({CLOSED_PORT_URL}) is unreachable" in out
+    assert "snap download microk8s --channel=1.36/stable" in out
+    assert "changed=0" in out
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_offline_files_skip_the_store_probe(tmp_path):
+    snap, assertion = tmp_path / "microk8s_1.snap", tmp_path / "microk8s_1.assert"
+    snap.write_bytes(b"snap")
+    assertion.write_text("assert")
+    proc, _ = run_preflight(
+        write_inventory(tmp_path, ["localhost"]),
+        tmp_path,
+        microk8s_snap_file=str(snap),
+        microk8s_assert_file=str(assertion),
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "preflight ok" in out
+
+
+def test_reachable_store_passes(tmp_path, store):
+    proc, _ = run_preflight(write_inventory(tmp_path, ["localhost"]), tmp_path, preflight_snap_store_url=store)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_bad_inventory_and_values_are_all_named(tmp_path, store):
+    inventory = write_inventory(tmp_path, ["localhost", "cp2"], gpu=["gpu9"])
+    proc, _ = run_preflight(
+        inventory,
+        tmp_path,
+        preflight_snap_store_url=store,
+        microk8s_channel="1.36",
+        microk8s_addons={"dns": {"enabled": True}, "obsrvability": {"enabled": True}},
+        microk8s_snap_file="/nonexistent/microk8s.snap",
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    for fragment in [
+        "control_plane has 2 hosts (localhost, cp2)",
+        "gpu hosts ['gpu9'] are not in the cluster",
+        "unknown MicroK8s addon 'obsrvability' (did you mean 'observability'?)",
+        "microk8s_channel = '1.36' is malformed",
+        "microk8s_snap_file = /nonexistent/microk8s.snap does not exist",
+        "set both microk8s_snap_file and microk8s_assert_file",
+    ]:
+        assert fragment in out, fragment
+
+
+def test_too_little_memory_names_the_need(tmp_path, store):
+    proc, _ = run_preflight(
+        write_inventory(tmp_path, ["localhost"]), tmp_path, preflight_snap_store_url=store, preflight_base_memory_mb=10**7
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "MiB needed for MicroK8s with addons" in out
