@@ -1,0 +1,177 @@
+"""Unit tests of plugins/filter/mllab_gpu.py on `lspci -nn` and `nvidia-smi -L` samples
+(tests/unit/samples/gpu/, each file's `#~` header says where its format comes from)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "plugins" / "filter"))
+
+import mllab_gpu as g  # noqa: E402
+
+SAMPLES = ROOT / "tests" / "unit" / "samples" / "gpu"
+
+
+def sample(name: str) -> str:
+    text = (SAMPLES / name).read_text(encoding="utf-8")
+    return "\n".join(line for line in text.splitlines() if not line.startswith("#~")) + "\n"
+
+
+def test_every_sample_names_its_source():
+    for path in SAMPLES.iterdir():
+        assert path.read_text(encoding="utf-8").startswith("#~ "), f"{path.name} has no provenance header"
+
+
+def test_lspci_server_t4_only_nvidia():
+    gpus = g.mllab_gpu_lspci(sample("lspci-t4-server.txt"))
+    assert gpus == [
+        {
+            "slot": "af:00.0",
+            "class": "0302",
+            "device_id": "10de:1eb8",
+            "name": "NVIDIA Corporation TU104GL [Tesla T4]",
+            "reachable": True,
+        }
+    ]
+
+
+def test_lspci_workstation_skips_audio_keeps_domains_flags_unreachable():
+    gpus = g.mllab_gpu_lspci(sample("lspci-workstation.txt"))
+    assert [(x["slot"], x["class"], x["reachable"]) for x in gpus] == [
+        ("01:00.0", "0300", True),
+        ("61f0:00:00.0", "0302", True),
+        ("17:00.0", "0302", False),
+    ]
+    assert all(x["device_id"].startswith("10de:") for x in gpus)
+
+
+def test_lspci_no_gpu_and_empty():
+    assert g.mllab_gpu_lspci(sample("lspci-no-gpu.txt")) == []
+    assert g.mllab_gpu_lspci("") == []  # a container without PCI devices
+
+
+def test_lspci_without_numeric_ids_is_an_error():
+    with pytest.raises(g.GpuOutputError, match="Run lspci with -nn"):
+        g.mllab_gpu_lspci(sample("lspci-without-nn-malformed.txt"))
+
+
+def test_smi_list_mig_and_plain():
+    gpus = g.mllab_gpu_smi_list(sample("nvidia-smi-L-a100-mig.txt"))
+    assert [(x["index"], x["name"]) for x in gpus] == [(0, "NVIDIA A100-SXM4-40GB"), (1, "NVIDIA A100-SXM4-40GB")]
+    assert gpus[0]["uuid"] == "GPU-838f60d9-651f-9166-ea42-f9da674a6947"
+    assert [(x["index"], x["profile"]) for x in gpus[0]["mig"]] == [(0, "1g.5gb"), (1, "1g.5gb")]
+    assert gpus[1]["mig"] == []
+    old = g.mllab_gpu_smi_list(sample("nvidia-smi-L-old-mig.txt"))
+    assert old[0]["mig"] == [{"index": 0, "profile": "", "uuid": "MIG-GPU-838f60d9-651f-9166-ea42-f9da674a6947/1/0"}]
+
+
+def test_smi_list_error_text_is_malformed():
+    with pytest.raises(g.GpuOutputError, match=re.escape("expected 'GPU <n>: <name> (UUID: GPU-...)'")):
+        g.mllab_gpu_smi_list(sample("nvidia-smi-failed-malformed.txt"))
+
+
+def test_summary_cases():
+    none = g.mllab_gpu_summary(sample("lspci-no-gpu.txt"), None)
+    assert none["present"] is False and none["count"] == 0 and none["driver"] == "absent"
+    assert none["reason"].startswith("no NVIDIA GPU on this host")
+
+    skipped = {"skipped": True, "changed": False}
+    no_driver = g.mllab_gpu_summary(sample("lspci-t4-server.txt"), skipped)
+    assert (no_driver["present"], no_driver["count"], no_driver["driver"]) == (True, 1, "absent")
+
+    loaded = g.mllab_gpu_summary(sample("lspci-t4-server.txt"), {"rc": 0, "stdout": sample("nvidia-smi-L-t4.txt")})
+    assert loaded["driver"] == "loaded" and loaded["names"] == ["Tesla T4"]
+    assert loaded["reason"] == "1 NVIDIA GPU(s): Tesla T4"
+
+    failing = g.mllab_gpu_summary(
+        sample("lspci-t4-server.txt"), {"rc": 9, "stdout": sample("nvidia-smi-failed-malformed.txt"), "stderr": ""}
+    )
+    assert failing["driver"] == "failing" and "nvidia-smi fails (rc 9)" in failing["reason"]
+
+    workstation = g.mllab_gpu_summary(sample("lspci-workstation.txt"), {})
+    assert workstation["unreachable"] == ["17:00.0"]
+
+    mig = g.mllab_gpu_summary("", {"rc": 0, "stdout": sample("nvidia-smi-L-a100-mig.txt")})
+    assert mig["count"] == 2 and mig["mig"] is True  # lspci empty (e.g. in a VM passthrough view)
+
+
+def test_device_plugin_config_defaults_and_time_slicing():
+    assert g.mllab_gpu_device_plugin_config({}) == {"version": "v1", "flags": {"migStrategy": "none"}}
+    cfg = g.mllab_gpu_device_plugin_config({"time_slicing_replicas": 4, "mig_strategy": "mixed"})
+    assert cfg["flags"]["migStrategy"] == "mixed"
+    assert cfg["sharing"]["timeSlicing"] == {
+        "renameByDefault": False,
+        "failRequestsGreaterThanOne": False,
+        "resources": [{"name": "nvidia.com/gpu", "replicas": 4}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("sharing", "message"),
+    [
+        ({"mig_strategy": "all"}, "mig_strategy = 'all' is not one of none, single, mixed"),
+        ({"time_slicing_replicas": 0}, "time_slicing_replicas = 0 must be an integer >= 1"),
+        ({"time_slicing_replicas": "4"}, "time_slicing_replicas = '4'"),
+        ({"time_slicing_replicas": True}, "time_slicing_replicas = True"),
+    ],
+)
+def test_device_plugin_config_bad_values(sharing, message):
+    with pytest.raises(g.GpuOutputError, match="gpu_sharing") as err:
+        g.mllab_gpu_device_plugin_config(sharing)
+    assert message in str(err.value)
+
+
+def test_operator_values():
+    values = g.mllab_gpu_operator_values({"time_slicing_replicas": 2}, monitoring=True)
+    cfg = values["devicePlugin"]["config"]
+    assert (cfg["create"], cfg["name"], cfg["default"]) == (True, "mllab-device-plugin-config", "default")
+    # the plugin reads the key as a YAML file
+    assert yaml.safe_load(cfg["data"]["default"])["sharing"]["timeSlicing"]["resources"][0]["replicas"] == 2
+    assert values["dcgmExporter"]["serviceMonitor"] == {
+        "enabled": True,
+        "additionalLabels": {"release": "kube-prom-stack"},
+    }
+    assert "mig" not in values
+    off = g.mllab_gpu_operator_values({"mig_strategy": "single"}, monitoring=False)
+    assert off["dcgmExporter"]["serviceMonitor"] == {"enabled": False}
+    assert off["mig"] == {"strategy": "single"}
+    json.dumps(values)  # plain data, writable with to_nice_yaml
+
+
+def test_operator_argv():
+    assert g.mllab_gpu_operator_argv("v25.10.0", "auto", "/tmp/v.yaml", {"toolkit.enabled": "true"}) == [
+        "microk8s",
+        "enable",
+        "nvidia",
+        "--gpu-operator-version",
+        "v25.10.0",
+        "--gpu-operator-driver",
+        "auto",
+        "--gpu-operator-values",
+        "/tmp/v.yaml",
+        "--gpu-operator-set",
+        "toolkit.enabled=true",
+    ]
+    with pytest.raises(g.GpuOutputError, match=re.escape("gpu_driver = 'none' must be auto, host or operator")):
+        g.mllab_gpu_operator_argv("v25.10.0", "none")
+    with pytest.raises(g.GpuOutputError, match=re.escape("gpu_operator_version = '25.10' must look like v25.10.0")):
+        g.mllab_gpu_operator_argv("25.10", "auto")
+
+
+def test_allocatable_from_node_list():
+    nodes = (ROOT / "tests/unit/samples/microk8s/nodes-ha.txt").read_text(encoding="utf-8")
+    nodes = "\n".join(ln for ln in nodes.splitlines() if not ln.startswith("#~"))
+    assert g.mllab_gpu_allocatable(nodes) == {"lab-cp1": 0, "lab-cp2": 0, "lab-cp3": 0, "lab-gpu1": 4}
+    with pytest.raises(g.GpuOutputError, match="is not an integer"):
+        g.mllab_gpu_allocatable(
+            {"items": [{"metadata": {"name": "n"}, "status": {"allocatable": {"nvidia.com/gpu": "x"}}}]}
+        )
+    with pytest.raises(g.GpuOutputError, match="not JSON"):
+        g.mllab_gpu_allocatable("error: You must be logged in to the server (Unauthorized)")
