@@ -13,9 +13,31 @@ from collections.abc import Iterable, Mapping
 # Core addon names of MicroK8s 1.36 (canonical/microk8s-core-addons addons.yaml).
 # Community addons are accepted with an explicit "community/" prefix.
 KNOWN_ADDONS = frozenset(
-    """dns rbac ingress hostpath-storage storage registry metrics-server nvidia gpu helm helm3
-    metallb host-access ha-cluster mayastor prometheus observability community cert-manager
-    kube-ovn minio cis-hardening rook-ceph""".split()
+    [
+        "dns",
+        "rbac",
+        "ingress",
+        "hostpath-storage",
+        "storage",
+        "registry",
+        "metrics-server",
+        "nvidia",
+        "gpu",
+        "helm",
+        "helm3",
+        "metallb",
+        "host-access",
+        "ha-cluster",
+        "mayastor",
+        "prometheus",
+        "observability",
+        "community",
+        "cert-manager",
+        "kube-ovn",
+        "minio",
+        "cis-hardening",
+        "rook-ceph",
+    ]
 )
 # Addons whose enable script prompts on stdin without an argument.
 ADDONS_NEEDING_ARGS = {"metallb": "an address range, e.g. args: 10.64.140.43-10.64.140.49"}
@@ -102,8 +124,7 @@ def mllab_addon_problems(addons: object, known: Iterable[str] = KNOWN_ADDONS) ->
             problems.append(f"microk8s_addons[{name!r}].args must be a string, got {args!r}")
         elif spec["enabled"] and bare in ADDONS_NEEDING_ARGS and not args.strip():
             problems.append(
-                f"addon {name!r} is enabled without args: it would wait for input; "
-                f"give {ADDONS_NEEDING_ARGS[bare]}"
+                f"addon {name!r} is enabled without args: it would wait for input; give {ADDONS_NEEDING_ARGS[bare]}"
             )
     return problems
 
@@ -164,8 +185,8 @@ def mllab_mount_for(mounts: Iterable[Mapping], path: str) -> Mapping:
 def mllab_host_problems(host: Mapping, settings: Mapping) -> list[str]:
     """Problems of one host from its facts.
 
-    host: distribution, version (e.g. 24.04 or 12.11), major_version (12), arch, memtotal_mb, mounts (ansible_mounts), in_gpu_group,
-          snap_store (None when not probed, else the uri result: status, msg).
+    host: distribution, version (e.g. 24.04 or 12.11), major_version (12), arch, memtotal_mb,
+          mounts (ansible_mounts), in_gpu_group, snap_store (None when not probed, else the uri result: status, msg).
     settings: supported_os, supported_arch, gpu_arch, addons (enabled names),
               base_memory_mb, addon_memory_mb, base_disk_mb, addon_disk_mb, disk_path,
               snap_store_url, channel.

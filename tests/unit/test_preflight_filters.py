@@ -219,5 +219,13 @@ def test_store_not_probed_is_not_a_problem():
 
 
 def test_every_problem_is_reported_at_once():
-    bad = host(distribution="Fedora", version="40", major_version="40", arch="ppc64le", memtotal_mb=512, mounts=[], snap_store={})
+    bad = host(
+        distribution="Fedora",
+        version="40",
+        major_version="40",
+        arch="ppc64le",
+        memtotal_mb=512,
+        mounts=[],
+        snap_store={},
+    )
     assert len(pf.mllab_host_problems(bad, SETTINGS)) == 5

@@ -130,7 +130,10 @@ def test_bad_inventory_and_values_are_all_named(tmp_path, store):
 
 def test_too_little_memory_names_the_need(tmp_path, store):
     proc, _ = run_preflight(
-        write_inventory(tmp_path, ["localhost"]), tmp_path, preflight_snap_store_url=store, preflight_base_memory_mb=10**7
+        write_inventory(tmp_path, ["localhost"]),
+        tmp_path,
+        preflight_snap_store_url=store,
+        preflight_base_memory_mb=10**7,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
