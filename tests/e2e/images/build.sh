@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Build the images the e2e cluster itself needs, as image archives that
+# `cluster up` imports into containerd's k8s.io namespace:
+#   pause                   the pod sandbox (images/pause, built here)
+#   busybox                 Debian's busybox-static, for test pods and provisioner helpers
+#   coredns                 cluster DNS, built from its Go module
+#   local-path-provisioner  hostPath PVs on demand, built from its Go module
+# Each archive is rebuilt only when its inputs change (a stamp next to it).
+#
+#   tests/e2e/images/build.sh [NAME...]      (default: all)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+E2E=$(dirname "$HERE")
+ROOT=$(cd "$E2E/../.." && pwd)
+CACHE=${E2E_CACHE:-$ROOT/.cache/e2e}
+OUT=$CACHE/images
+BIN=$CACHE/bin
+# shellcheck source=../versions.env
+source "$E2E/versions.env"
+mkdir -p "$OUT" "$BIN"
+
+gobuild() { # gobuild DIR_OR_MODULE@VERSION OUTPUT_NAME
+  GOCACHE=$CACHE/go-build CGO_ENABLED=0 nice -n 19 go "$@"
+}
+
+# rootfs_base DIR: the few files every image here carries.
+rootfs_base() {
+  local dir=$1
+  rm -rf "$dir" && mkdir -p "$dir"/{bin,etc,tmp} && chmod 1777 "$dir/tmp"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$dir/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$dir/etc/group"
+}
+
+# pack NAME IMAGE ROOTFS STAMP DOCKER_CHANGES...: the rootfs as an image archive.
+pack() {
+  local name=$1 image=$2 rootfs=$3 stamp=$4; shift 4
+  local changes=() c
+  for c in "$@"; do changes+=(-c "$c"); done
+  tar --numeric-owner --owner=0 --group=0 -C "$rootfs" -c . |
+    docker import "${changes[@]}" - "$image" >/dev/null
+  docker save "$image" -o "$OUT/$name.tar.part"
+  docker rmi "$image" >/dev/null
+  mv "$OUT/$name.tar.part" "$OUT/$name.tar"
+  echo "$image" >"$OUT/$name.image"
+  echo "$stamp" >"$OUT/$name.stamp"
+  rm -rf "$rootfs"
+  echo "image $image: built ($OUT/$name.tar)"
+}
+
+fresh() { # fresh NAME STAMP: true when the archive is up to date
+  [[ -f $OUT/$1.tar && -f $OUT/$1.stamp && $(cat "$OUT/$1.stamp") == "$2" ]]
+}
+
+build_pause() {
+  local stamp
+  stamp=$(cat "$HERE/pause/go.mod" "$HERE/pause/main.go" "$0" <(go version) <(echo "$PAUSE_IMAGE") | sha256sum)
+  fresh pause "$stamp" && { echo "image $PAUSE_IMAGE: up to date"; return; }
+  local rootfs=$OUT/pause.rootfs
+  rootfs_base "$rootfs"
+  (cd "$HERE/pause" && gobuild build -trimpath -ldflags '-s -w' -o "$rootfs/pause" .)
+  pack pause "$PAUSE_IMAGE" "$rootfs" "$stamp" 'ENTRYPOINT ["/pause"]'
+}
+
+build_busybox() {
+  local busybox=/bin/busybox stamp
+  [[ -x $busybox ]] && file -b "$busybox" | grep -q 'statically linked' || {
+    echo "images/build.sh: $busybox is missing or not static: apt-get install busybox-static" >&2; return 1; }
+  stamp=$(cat "$busybox" "$0" <(echo "$BUSYBOX_IMAGE") | sha256sum)
+  fresh busybox "$stamp" && { echo "image $BUSYBOX_IMAGE: up to date"; return; }
+  local rootfs=$OUT/busybox.rootfs applet
+  rootfs_base "$rootfs"
+  cp "$busybox" "$rootfs/bin/busybox"
+  for applet in $("$busybox" --list); do
+    [[ -e $rootfs/bin/$applet ]] || ln -s busybox "$rootfs/bin/$applet"
+  done
+  pack busybox "$BUSYBOX_IMAGE" "$rootfs" "$stamp" 'ENV PATH=/bin' 'CMD ["/bin/sh"]'
+}
+
+# A static Go program from the module proxy, alone in its image.
+build_gomod() { # build_gomod NAME MODULE VERSION IMAGE ENTRYPOINT_JSON
+  local name=$1 module=$2 version=$3 image=$4 entrypoint=$5 stamp
+  stamp=$(cat "$0" <(go version) <(echo "$module@$version $image $entrypoint") | sha256sum)
+  fresh "$name" "$stamp" && { echo "image $image: up to date"; return; }
+  local rootfs=$OUT/$name.rootfs
+  rootfs_base "$rootfs"
+  GOBIN=$rootfs/bin gobuild install -trimpath -ldflags '-s -w' "$module@$version"
+  cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ca-certificates.crt"
+  pack "$name" "$image" "$rootfs" "$stamp" 'ENV PATH=/bin' \
+    'ENV SSL_CERT_FILE=/etc/ca-certificates.crt' "ENTRYPOINT $entrypoint"
+}
+
+names=("$@")
+[[ ${#names[@]} -gt 0 ]] || names=(pause busybox coredns local-path-provisioner)
+for name in "${names[@]}"; do
+  case $name in
+    pause) build_pause ;;
+    busybox) build_busybox ;;
+    coredns) build_gomod coredns github.com/coredns/coredns "$COREDNS_VERSION" \
+               "$COREDNS_IMAGE" '["/bin/coredns"]' ;;
+    local-path-provisioner) build_gomod local-path-provisioner \
+               github.com/rancher/local-path-provisioner "$LOCAL_PATH_PROVISIONER_VERSION" \
+               "$LOCAL_PATH_PROVISIONER_IMAGE" '["/bin/local-path-provisioner"]' ;;
+    *) echo "images/build.sh: unknown image '$name' (pause, busybox, coredns, local-path-provisioner)" >&2; exit 2 ;;
+  esac
+done

@@ -1,0 +1,3 @@
+module mllab.local/e2e/pause
+
+go 1.24
