@@ -40,11 +40,10 @@ def test_sysctl_persisted_and_live(host, key, value):
         assert host.file(path).content_string.strip() == value
 
 
-def test_snapd_enabled_and_snap_link(host):
+def test_snapd_enabled_with_its_mount_dir(host):
     assert host.service("snapd.socket").is_enabled
     assert host.service("snapd.service").is_enabled
-    link = host.file("/snap")
-    assert link.is_symlink and link.linked_to == "/var/lib/snapd/snap"
+    assert host.file("/snap").is_directory
 
 
 def test_snapd_running_where_started(host):
@@ -57,6 +56,9 @@ def test_time_sync_enabled(host):
     daemons = ["systemd-timesyncd", "chrony", "chronyd", "ntp", "ntpsec"]
     enabled = [d for d in daemons if host.run(f"systemctl is-enabled {d}").stdout.strip() == "enabled"]
     assert enabled, f"none of {daemons} is enabled"
+    if host.run("systemd-detect-virt --container").rc == 0:
+        return  # in a container the host keeps the clock; timesyncd refuses to run by design
+    assert any(host.service(d).is_running for d in enabled), f"{enabled} enabled but not running"
 
 
 def test_microk8s_group_and_users(host):
