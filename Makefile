@@ -79,8 +79,12 @@ molecule: $(VENV)/.dev $(VENV)/.collections molecule-images ## every role's mole
 	  done; \
 	done
 
-labs-test: ## the mllab package's tests (filled in by the labs issue)
-	@echo "labs-test: the mllab package has no labs yet"
+$(VENV)/.labs: python/pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q -e 'python[labs,test]'
+	@touch $@
+
+labs-test: $(VENV)/.labs ## the mllab package: every lab's run + check on the local backend (CPU), unit tests
+	MLLAB_HOME=$$(mktemp -d) $(BIN)/python -m pytest python/tests -q -ra --timeout=600 -p no:cacheprovider
 
 clean: ## remove the venv and caches (not artifacts/)
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from mllab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,97 @@
+"""The one interface every backend implements (and the only one a lab uses)."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class JobSpec:
+    """A batch job, as a Kubernetes Job would run it: `python -m module args...`.
+
+    `backoff_limit` and `active_deadline_seconds` mean what they mean on a Job: the number of
+    retries after a failed attempt, and a deadline for the whole job (all attempts together).
+    """
+
+    name: str
+    module: str
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    backoff_limit: int = 0
+    active_deadline_seconds: float | None = None
+    gpus: int = 0
+    workdir: Path = Path(".")
+
+    def __post_init__(self) -> None:
+        if self.backoff_limit < 0:
+            raise ValueError(f"backoff_limit must be >= 0, got {self.backoff_limit}")
+        if self.active_deadline_seconds is not None and self.active_deadline_seconds <= 0:
+            raise ValueError(f"active_deadline_seconds must be > 0, got {self.active_deadline_seconds}")
+
+
+@dataclass
+class JobResult:
+    name: str
+    status: str  # Succeeded | Failed | DeadlineExceeded
+    attempts: int
+    exit_codes: list[int]
+    wall_s: float
+    log: Path
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "Succeeded"
+
+
+@dataclass
+class ServeSpec:
+    """A model server: `models` maps a model name to a model directory (see mllab.serving)."""
+
+    name: str
+    models: dict[str, Path]
+    canary: tuple[str, str, int] | None = None  # (stable model, canary model, canary percent)
+    workdir: Path = Path(".")
+    extra_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Endpoint:
+    url: str  # base URL, e.g. http://127.0.0.1:8080
+    metrics_url: str
+
+
+class Backend(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI (the backend starts or finds the server)."""
+
+    @abc.abstractmethod
+    def run_job(self, spec: JobSpec) -> JobResult:
+        """Run a job to completion (retries and deadline included)."""
+
+    @abc.abstractmethod
+    def run_distributed(self, spec: JobSpec, nproc: int) -> JobResult:
+        """Run a job as `nproc` cooperating processes (torchrun / PyTorchJob)."""
+
+    @abc.abstractmethod
+    def serve(self, spec: ServeSpec) -> AbstractContextManager[Endpoint]:
+        """Start a model server; stop it when the context ends."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop everything this backend started."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> Iterator[tuple[str, str]]:
+        yield ("backend", self.name)

@@ -1,0 +1,325 @@
+"""The `mllab` command line. Imports only the standard library and rich at start-up."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.table import Table
+
+from mllab import __version__
+from mllab.errors import MllabError, UsageError
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _guide_path(dirname: str) -> Path | None:
+    import os
+
+    candidates = []
+    if os.environ.get("MLLAB_GUIDES"):
+        candidates.append(Path(os.environ["MLLAB_GUIDES"]))
+    candidates.append(Path(__file__).resolve().parents[3] / "labs")  # a source checkout: <repo>/labs
+    for base in candidates:
+        path = base / dirname / "README.md"
+        if path.is_file():
+            return path
+    return None
+
+
+# --- commands ---------------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    from mllab.home import Progress
+    from mllab.labs import LABS
+
+    progress = Progress().load()
+    rows = []
+    for lab in LABS:
+        entry = progress.get(f"{lab.number:02d}", {})
+        last = entry.get("last_check")
+        status = (
+            "passed"
+            if last and last.get("passed")
+            else "failed"
+            if last
+            else "run"
+            if "last_run" in entry
+            else ("started" if "started_at" in entry else "new")
+        )
+        rows.append(
+            {
+                "number": lab.number,
+                "name": lab.slug,
+                "title": lab.title,
+                "summary": lab.summary,
+                "needs": list(lab.needs),
+                "status": status,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title="mllab labs")
+    for col in ("#", "name", "title", "status"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(str(row["number"]), row["name"], row["title"], row["status"])
+    console.print(table)
+    console.print("Start with [bold]mllab start 1[/]; then [bold]mllab run N[/] and [bold]mllab check N[/].")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from mllab.runner import parse_lab, start_lab
+
+    lab = parse_lab(args.lab)
+    workdir = start_lab(lab)
+    guide = _guide_path(lab.dirname)
+    if guide:
+        console.print(Markdown(guide.read_text()))
+    else:
+        console.print(f"[bold]Lab {lab.number}: {lab.title}[/]\n{lab.summary}")
+    console.print(
+        f"\nWorking directory: {workdir}\nNext: [bold]mllab run {lab.number}[/], then "
+        f"[bold]mllab check {lab.number}[/]."
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mllab.runner import parse_lab, run_lab
+
+    lab = parse_lab(args.lab)
+    console.rule(f"Lab {lab.number}: {lab.title}")
+    out = run_lab(lab, backend_name=args.backend, quick=args.quick, console=console)
+    console.print(
+        f"[green]Lab {lab.number} ran in {out['meta']['wall_s']} s.[/] Now: [bold]mllab check {lab.number}[/]"
+    )
+    return 0
+
+
+def _print_checks(checks: list[Any]) -> None:
+    table = Table(show_header=True)
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("why")
+    for c in checks:
+        mark = "[yellow]skipped[/]" if c.skipped else "[green]pass[/]" if c.passed else "[red]FAIL[/]"
+        table.add_row(c.name, mark, c.reason + (f"\n[dim]hint: {c.hint}[/]" if not c.passed and c.hint else ""))
+    console.print(table)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from mllab.runner import check_lab, parse_lab
+
+    lab = parse_lab(args.lab)
+    checks = check_lab(lab, backend_name=args.backend, console=err if args.json else console)
+    passed = all(c.passed for c in checks)
+    if args.json:
+        print(json.dumps({"lab": lab.number, "passed": passed, "checks": [c.to_dict() for c in checks]}, indent=2))
+    else:
+        _print_checks(checks)
+        console.print(
+            f"[green]Lab {lab.number}: PASS[/]"
+            if passed
+            else f"[red]Lab {lab.number}: not yet[/] (mllab hint {lab.number})"
+        )
+    return 0 if passed else 1
+
+
+def cmd_hint(args: argparse.Namespace) -> int:
+    from mllab.home import Progress
+    from mllab.runner import parse_lab
+
+    lab = parse_lab(args.lab)
+    last = Progress().load().get(f"{lab.number:02d}", {}).get("last_check")
+    failing = [c for c in (last or {}).get("checks", []) if not c["passed"] and c.get("hint")]
+    if failing:
+        for c in failing:
+            console.print(f"[bold]{c['name']}[/]: {c['hint']}")
+        return 0
+    hints = getattr(lab.load(), "HINTS", [])
+    console.print(f"[bold]Lab {lab.number} hints[/]")
+    for i, hint in enumerate(hints, 1):
+        console.print(f"{i}. {hint}")
+    return 0
+
+
+def cmd_solution(args: argparse.Namespace) -> int:
+    import inspect
+
+    from rich.syntax import Syntax
+
+    from mllab.runner import parse_lab
+
+    lab = parse_lab(args.lab)
+    module = lab.load()
+    console.print(
+        f"[bold]Lab {lab.number} solution[/]: `mllab run {lab.number}` runs exactly this code ({module.__file__})."
+    )
+    console.print(Syntax(inspect.getsource(module.run), "python", line_numbers=False))
+    return 0
+
+
+def cmd_progress(args: argparse.Namespace) -> int:
+    from mllab.home import Progress
+    from mllab.labs import LABS
+
+    data = Progress().load()
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return 0
+    table = Table(title="progress")
+    for col in ("#", "lab", "started", "last run (s)", "last check"):
+        table.add_column(col)
+    for lab in LABS:
+        e = data.get(f"{lab.number:02d}", {})
+        chk = e.get("last_check")
+        table.add_row(
+            str(lab.number),
+            lab.slug,
+            e.get("started_at", "-"),
+            str(e.get("last_run", {}).get("wall_s", "-")),
+            "-" if not chk else ("[green]pass[/]" if chk["passed"] else "[red]fail[/]"),
+        )
+    console.print(table)
+    done = sum(1 for e in data.values() if e.get("last_check", {}).get("passed"))
+    console.print(f"{done}/{len(LABS)} labs passed.")
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    from mllab.runner import parse_lab, reset
+
+    lab = parse_lab(args.lab) if args.lab else None
+    removed = reset(lab)
+    what = f"lab {lab.number}" if lab else "all labs (and the local MLflow store)"
+    console.print(f"Reset {what}; removed: {', '.join(map(str, removed)) or 'nothing'}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from mllab.doctor import diagnose
+
+    items = diagnose()
+    if args.json:
+        print(json.dumps(items, indent=2))
+    else:
+        table = Table(title="mllab doctor")
+        for col in ("component", "status", "detail", "fix"):
+            table.add_column(col)
+        colors = {"ok": "green", "missing": "red", "unreachable": "red", "absent": "yellow", "info": "cyan"}
+        for it in items:
+            table.add_row(
+                it["component"],
+                f"[{colors.get(it['status'], 'white')}]{it['status']}[/]",
+                it["detail"],
+                it.get("fix", ""),
+            )
+        console.print(table)
+    return 1 if any(it["status"] in ("missing", "unreachable") and it.get("required") for it in items) else 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mllab.serving import main as serve_main
+
+    model = Path(args.model).expanduser()
+    if not (model / "meta.json").is_file():
+        raise UsageError(
+            f"{args.model!r} is not a model directory (no meta.json in it)",
+            "pass a model directory written by the labs, e.g. ~/.mllab/labs/06-serving/run/models/v1 "
+            "(run `mllab run 6` first)",
+        )
+    return serve_main(["--http-port", str(args.port), "--model", f"{args.name}={model}"])
+
+
+# --- parser -----------------------------------------------------------------------------------
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {value!r}: use an integer between 1 and 65535") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {port}: use an integer between 1 and 65535")
+    return port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mllab",
+        description="Guided, self-checking ML-on-Kubernetes labs. Progress lives in ~/.mllab (MLLAB_HOME).",
+    )
+    parser.add_argument("--version", action="version", version=f"mllab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def lab_cmd(name: str, help_: str, func: Any, json_flag: bool = False, backend: bool = False) -> Any:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("lab", help="lab number or name (see `mllab list`)")
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        if backend:
+            p.add_argument("--backend", choices=["local", "k8s"], default="local", help="where to run (default: local)")
+        p.set_defaults(func=func)
+        return p
+
+    p = sub.add_parser("list", help="list the labs and your status")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_list)
+    lab_cmd("start", "show a lab's guide and prepare its working directory", cmd_start)
+    run = lab_cmd("run", "run a lab (the reference solution) on a backend", cmd_run, backend=True)
+    run.add_argument("--quick", action="store_true", help="smaller data and epochs (tests, slow machines)")
+    lab_cmd(
+        "check", "verify a lab's outcomes (pass/fail with reasons and hints)", cmd_check, json_flag=True, backend=True
+    )
+    lab_cmd("hint", "hints for a lab (for the checks that failed, if any)", cmd_hint)
+    lab_cmd("solution", "show the code `mllab run N` executes", cmd_solution)
+    p = sub.add_parser("progress", help="your progress over all labs")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_progress)
+    p = sub.add_parser("reset", help="forget a lab's outputs and progress (all labs if no number)")
+    p.add_argument("lab", nargs="?", help="lab number or name; omit to reset everything")
+    p.set_defaults(func=cmd_reset)
+    p = sub.add_parser("doctor", help="what is reachable (MLflow, cluster, GPU, KServe) and what to fix")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_doctor)
+    p = sub.add_parser("serve", help="serve a model directory with the KServe model server (lab 6)")
+    p.add_argument("model", help="model directory (contains meta.json and model.pt)")
+    p.add_argument("--port", type=_port, default=8080, help="HTTP port (default 8080)")
+    p.add_argument("--name", default="digits", help="model name in the URLs (default: digits)")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every `finally`: child processes are stopped
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return int(args.func(args) or 0)
+    except MllabError as exc:
+        err.print(f"[red]error:[/] {exc.message}")
+        if exc.fix:
+            err.print(f"[yellow]fix:[/] {exc.fix}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]: child processes stopped, nothing half-written kept")
+        return 130
+    finally:
+        from mllab import procs
+
+        procs.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

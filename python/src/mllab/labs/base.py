@@ -1,0 +1,62 @@
+"""What every lab shares: the context a lab runs in, and the structured result of a check."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from mllab.labs import LabInfo
+
+if TYPE_CHECKING:
+    from mllab.backends.base import Backend
+
+
+@dataclass
+class Check:
+    """One verified outcome: passed or not, why, and a hint when it failed."""
+
+    name: str
+    passed: bool
+    reason: str
+    hint: str = ""
+    skipped: bool = False  # passed, but the thing could not be exercised here (e.g. no GPU)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def seed_from_env(default: int = 42) -> int:
+    raw = os.environ.get("RANDOM_SEED", str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        from mllab.errors import UsageError
+
+        raise UsageError(f"RANDOM_SEED={raw!r} is not an integer", "set RANDOM_SEED to an integer, e.g. 42") from None
+
+
+@dataclass
+class LabContext:
+    """Everything a lab needs; a lab talks to the backend only through `backend`'s interface."""
+
+    lab: LabInfo
+    backend: Backend
+    rundir: Path  # where this run writes (a staging dir during `run`, the committed run dir during `check`)
+    console: Console = field(default_factory=Console)
+    quick: bool = False  # smaller data/epochs (tests, slow laptops)
+    seed: int = 42
+
+    def mlflow(self) -> Any:
+        """The mlflow module, pointed at the backend's tracking server (started on first use)."""
+        uri = self.backend.tracking_uri()
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
+        return mlflow
+
+    def experiment(self, suffix: str = "") -> str:
+        return f"mllab-{self.lab.dirname}{suffix}"

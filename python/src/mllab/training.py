@@ -1,0 +1,298 @@
+"""Lab 2's training job: seeded, checkpointed, resumable; also importable for in-process training.
+
+As a job (what the backend runs, like a Kubernetes Job's container)::
+
+    python -m mllab.training --epochs 12 --checkpoint-every 2 --checkpoint-dir DIR --out DIR/result.json \
+        --experiment mllab-02-training-job --run-name uninterrupted
+
+Every `--checkpoint-every` epochs it writes model, optimizer, epoch and every RNG state (torch,
+numpy, random, the shuffling generator). Restarted after a crash, it resumes from the newest
+checkpoint and ends with bitwise the same weights and metrics as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    seed: int = 42
+    checkpoint_every: int = 2
+    data: str = "original"  # original | shifted | mixed (original + shifted: lab 7's retraining)
+    width: int = 16
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size", "checkpoint_every", "width"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.data not in ("original", "shifted", "mixed"):
+            raise ValueError(f"data must be original, shifted or mixed, got {self.data!r}")
+
+
+def dataset(cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Train and validation images for `cfg.data`; the shift is seeded independently of cfg.seed."""
+    from mllab.data import load_digits_split, shift, to_images
+
+    s = load_digits_split()
+    X_tr, y_tr, X_te, y_te = s.X_train, s.y_train, s.X_test, s.y_test
+    if cfg.data == "shifted":
+        X_tr, X_te = shift(X_tr, seed=1), shift(X_te, seed=2)
+    elif cfg.data == "mixed":
+        X_tr = np.concatenate([X_tr, shift(X_tr, seed=1)])
+        y_tr = np.concatenate([y_tr, y_tr])
+        X_te = shift(X_te, seed=2)  # validate on the new distribution: that is where the model must work now
+    return to_images(X_tr), y_tr, to_images(X_te), y_te
+
+
+def _set_seeds(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+
+
+def _latest_checkpoint(ckpt_dir: Path | None) -> Path | None:
+    if ckpt_dir is None or not ckpt_dir.is_dir():
+        return None
+    found = sorted(ckpt_dir.glob("ckpt-epoch*.pt"))
+    return found[-1] if found else None
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a crash while saving never leaves a truncated checkpoint behind
+
+
+def train(
+    cfg: TrainConfig,
+    checkpoint_dir: Path | None = None,
+    crash_at_epoch: int | None = None,
+    on_epoch: Any = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Train (or resume) and return the model, history and fingerprints.
+
+    `crash_at_epoch` simulates a node failure: the process SIGKILLs itself halfway through that epoch.
+    `on_epoch(record)` is called after every epoch (the job uses it to log to MLflow).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from mllab.model import DigitsCNN, weights_sha256
+
+    cfg.validate()
+    torch.set_num_threads(1)  # bitwise reproducible, and polite on shared machines
+    _set_seeds(cfg.seed)
+    X_tr, y_tr, X_te, y_te = dataset(cfg)
+    Xt, yt = torch.from_numpy(X_tr), torch.from_numpy(y_tr)
+    Xv, yv = torch.from_numpy(X_te), torch.from_numpy(y_te)
+    model = DigitsCNN(width=cfg.width)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    shuffler = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict[str, float]] = []
+    start_epoch = 1
+    resumed_from = 0
+    ckpt = _latest_checkpoint(checkpoint_dir)
+    if ckpt is not None:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        shuffler.set_state(state["rng"]["shuffle"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        history = state["history"]
+        start_epoch = state["epoch"] + 1
+        resumed_from = state["epoch"]
+    n = len(Xt)
+    task = progress.add_task("training", total=cfg.epochs, completed=start_epoch - 1) if progress else None
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        model.train()
+        perm = torch.randperm(n, generator=shuffler)
+        batches = [perm[i : i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
+        total = 0.0
+        for b, idx in enumerate(batches):
+            if crash_at_epoch == epoch and b == len(batches) // 2:
+                sys.stdout.flush()
+                os.kill(os.getpid(), signal.SIGKILL)  # the node dies mid-epoch: no cleanup, no last save
+            opt.zero_grad()
+            loss = F.cross_entropy(model(Xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        model.eval()
+        with torch.no_grad():
+            logits = model(Xv)
+            val_loss = float(F.cross_entropy(logits, yv))
+            val_acc = float((logits.argmax(1) == yv).float().mean())
+        record = {"epoch": epoch, "train_loss": total / n, "val_loss": val_loss, "val_accuracy": val_acc}
+        history.append(record)
+        if on_epoch:
+            on_epoch(record)
+        if checkpoint_dir is not None and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs):
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            _save_checkpoint(
+                checkpoint_dir / f"ckpt-epoch{epoch:04d}.pt",
+                {
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "history": history,
+                    "config": asdict(cfg),
+                    "rng": {
+                        "shuffle": shuffler.get_state(),
+                        "torch": torch.get_rng_state(),
+                        "numpy": np.random.get_state(),
+                        "python": random.getstate(),
+                    },
+                },
+            )
+        if progress is not None:
+            progress.update(task, advance=1, description=f"epoch {epoch}: val acc {val_acc:.3f}")
+    with torch.no_grad():
+        preds = model(Xv).argmax(1).numpy()
+    return {
+        "model": model,
+        "history": history,
+        "weights_sha256": weights_sha256(model),
+        "val_accuracy": history[-1]["val_accuracy"],
+        "val_loss": history[-1]["val_loss"],
+        "resumed_from_epoch": resumed_from,
+        "y_true": y_te,
+        "y_pred": preds,
+    }
+
+
+# --- the job entry point ------------------------------------------------------------------------
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m mllab.training", description="the digits CNN training job")
+    d = TrainConfig()
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--seed", type=int, default=int(os.environ.get("RANDOM_SEED", d.seed)))
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    p.add_argument("--data", choices=["original", "shifted", "mixed"], default=d.data)
+    p.add_argument("--checkpoint-dir", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="result JSON; the model directory goes next to it")
+    p.add_argument("--experiment", default="", help="MLflow experiment (MLFLOW_TRACKING_URI must be set)")
+    p.add_argument("--run-name", default="training-job")
+    p.add_argument(
+        "--crash-at-epoch",
+        type=int,
+        default=None,
+        help="simulate a node failure in that epoch, on the first attempt only",
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        data=args.data,
+    )
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    attempt = int(os.environ.get("MLLAB_JOB_ATTEMPT", "1"))
+    crash = args.crash_at_epoch if attempt == 1 else None
+    args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    mlflow = None
+    if args.experiment:
+        import mlflow
+
+        mlflow.set_experiment(args.experiment)
+        id_file = args.checkpoint_dir / "mlflow_run_id"
+        if id_file.exists():  # a retry: continue the same MLflow run
+            mlflow.start_run(run_id=id_file.read_text().strip())
+        else:
+            run = mlflow.start_run(run_name=args.run_name)
+            id_file.write_text(run.info.run_id)
+            mlflow.log_params({**asdict(cfg), "crash_at_epoch": args.crash_at_epoch})
+        mlflow.set_tag("mllab.attempts", str(attempt))
+
+    def log_epoch(rec: dict[str, float]) -> None:
+        print(json.dumps(rec), flush=True)
+        if mlflow:
+            mlflow.log_metrics({k: v for k, v in rec.items() if k != "epoch"}, step=int(rec["epoch"]))
+
+    started = time.monotonic()
+    out = train(cfg, checkpoint_dir=args.checkpoint_dir, crash_at_epoch=crash, on_epoch=log_epoch)
+    model_dir = args.out.parent / "model"
+    from mllab.model import save_model_dir
+    from mllab.plots import confusion_matrix, learning_curve
+
+    save_model_dir(out["model"], model_dir, val_accuracy=out["val_accuracy"], data=cfg.data, seed=cfg.seed)
+    curve = learning_curve(out["history"], args.out.parent / "learning_curve.png", title=args.run_name)
+    cm = confusion_matrix(out["y_true"], out["y_pred"], args.out.parent / "confusion_matrix.png")
+    run_id = None
+    if mlflow:
+        import mlflow.pytorch
+        from mlflow.models import infer_signature
+
+        sample = dataset(cfg)[2][:5]
+        signature = infer_signature(sample, out["model"](__import__("torch").from_numpy(sample)).detach().numpy())
+        mlflow.log_artifact(str(curve))
+        mlflow.log_artifact(str(cm))
+        mlflow.pytorch.log_model(
+            out["model"],
+            name="model",
+            signature=signature,
+            input_example=sample,
+            pip_requirements=["torch==2.15.0", "mllab"],
+        )
+        mlflow.set_tags(
+            {"mllab.weights_sha256": out["weights_sha256"], "mllab.resumed_from_epoch": str(out["resumed_from_epoch"])}
+        )
+        run_id = mlflow.active_run().info.run_id
+        mlflow.end_run()
+    result = {
+        "config": asdict(cfg),
+        "weights_sha256": out["weights_sha256"],
+        "val_accuracy": out["val_accuracy"],
+        "val_loss": out["val_loss"],
+        "history": out["history"],
+        "resumed_from_epoch": out["resumed_from_epoch"],
+        "attempt": attempt,
+        "run_id": run_id,
+        "model_dir": str(model_dir),
+        "wall_s": round(time.monotonic() - started, 2),
+    }
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
