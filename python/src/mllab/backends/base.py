@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def serve(self, spec: ServeSpec) -> AbstractContextManager[Endpoint]:
         """Start a model server; stop it when the context ends."""
+
+    @abc.abstractmethod
+    def executor(self, max_workers: int) -> Executor:
+        """Where parallel trials run (local: worker processes; cluster: Katib trials)."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,6 +38,14 @@ def check_tracking_uri(uri: str) -> None:
             "start that server (or port-forward it), or unset MLFLOW_TRACKING_URI so the local backend "
             "starts its own MLflow server",
         )
+
+
+def _one_thread_per_worker() -> None:
+    """Parallel trials share the cores: one BLAS/OpenMP thread each."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 
 class LocalBackend(Backend):
@@ -179,6 +188,14 @@ class LocalBackend(Backend):
             yield Endpoint(url=url, metrics_url=url + "/metrics")
         finally:
             procs.stop(proc)
+
+    def executor(self, max_workers: int) -> Executor:
+        import multiprocessing
+
+        # spawn, not fork: the parent may hold threads and sockets (MLflow client, torch) that fork would copy.
+        return ProcessPoolExecutor(
+            max_workers=max_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread_per_worker
+        )
 
     def close(self) -> None:
         if self._mlflow_proc is not None:
