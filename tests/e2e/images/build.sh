@@ -16,11 +16,11 @@ ROOT=$(cd "$E2E/../.." && pwd)
 CACHE=${E2E_CACHE:-$ROOT/.cache/e2e}
 OUT=$CACHE/images
 BIN=$CACHE/bin
-# shellcheck source=../versions.env
+# shellcheck source=tests/e2e/versions.env
 source "$E2E/versions.env"
 mkdir -p "$OUT" "$BIN"
 
-gobuild() { # gobuild DIR_OR_MODULE@VERSION OUTPUT_NAME
+gobuild() { # gobuild GO_ARGS...: the go command, niced, static, with the e2e build cache
   GOCACHE=$CACHE/go-build CGO_ENABLED=0 nice -n 19 go "$@"
 }
 
@@ -64,8 +64,10 @@ build_pause() {
 
 build_busybox() {
   local busybox=/bin/busybox stamp
-  [[ -x $busybox ]] && file -b "$busybox" | grep -q 'statically linked' || {
-    echo "images/build.sh: $busybox is missing or not static: apt-get install busybox-static" >&2; return 1; }
+  if ! [[ -x $busybox ]] || ! file -b "$busybox" | grep -q 'statically linked'; then
+    echo "images/build.sh: $busybox is missing or not static: apt-get install busybox-static" >&2
+    return 1
+  fi
   stamp=$(cat "$busybox" "$0" <(echo "$BUSYBOX_IMAGE") | sha256sum)
   fresh busybox "$stamp" && { echo "image $BUSYBOX_IMAGE: up to date"; return; }
   local rootfs=$OUT/busybox.rootfs applet
