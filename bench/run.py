@@ -4,6 +4,7 @@ written to docs/benchmarks.md with a PNG chart. Select sections with BENCH=a,b."
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, print_sections, versions, write_chart, write_report
 
-SECTIONS = ["serving", "training", "distributed", "cli", "provisioning"]
+# section -> (module in bench/, function returning a common.Section)
+RUNNERS = {
+    "serving": ("serving", "serving"),
+    "training": ("training", "training"),
+    "distributed": ("distributed", "distributed"),
+    "cli": ("cli_provisioning", "cli"),
+    "provisioning": ("cli_provisioning", "provisioning"),
+}
+SECTIONS = list(RUNNERS)
 
 
 def main() -> int:
@@ -29,26 +38,8 @@ def main() -> int:
     start = time.monotonic()
     for name in wanted:
         t0 = time.monotonic()
-        if name == "cli":
-            from cli_provisioning import cli
-
-            results.append(cli())
-        elif name == "provisioning":
-            from cli_provisioning import provisioning
-
-            results.append(provisioning())
-        elif name == "serving":
-            from serving import serving
-
-            results.append(serving())
-        elif name == "training":
-            from training import training
-
-            results.append(training())
-        elif name == "distributed":
-            from distributed import distributed
-
-            results.append(distributed())
+        module, function = RUNNERS[name]
+        results.append(getattr(importlib.import_module(module), function)())
         print(f"[bench] {name}: {time.monotonic() - t0:.0f} s", flush=True)
 
     print_sections(results)
