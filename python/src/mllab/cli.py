@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.table import Table
 
 from mllab import __version__
@@ -112,7 +113,8 @@ def _print_checks(checks: list[Any]) -> None:
     table.add_column("why")
     for c in checks:
         mark = "[yellow]skipped[/]" if c.skipped else "[green]pass[/]" if c.passed else "[red]FAIL[/]"
-        table.add_row(c.name, mark, c.reason + (f"\n[dim]hint: {c.hint}[/]" if not c.passed and c.hint else ""))
+        hint = f"\n[dim]hint: {escape(c.hint)}[/]" if not c.passed and c.hint else ""
+        table.add_row(escape(c.name), mark, escape(c.reason) + hint)
     console.print(table)
 
 

@@ -44,14 +44,18 @@ def predict_proba(model: nn.Module, images: np.ndarray, batch: int = 512) -> np.
     return np.concatenate(out) if out else np.zeros((0, 10), dtype=np.float32)
 
 
-def save_model_dir(model: DigitsCNN, path, **meta) -> None:
-    """A model directory: model.pt (state dict) + meta.json. What the KServe server and labs load."""
+def save_model_dir(model: DigitsCNN, path, reference: np.ndarray | None = None, **meta) -> None:
+    """A model directory: model.pt (state dict) + meta.json (+ reference.npy: training inputs, for drift).
+
+    What the KServe server and the labs load."""
     import json
     from pathlib import Path
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path / "model.pt")
+    if reference is not None:
+        np.save(path / "reference.npy", np.asarray(reference, dtype=np.float32))
     width = model.features[0].out_channels
     info = {"format": "mllab-digits-cnn/1", "width": width, "weights_sha256": weights_sha256(model), **meta}
     (path / "meta.json").write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")

@@ -54,7 +54,7 @@ class ServeSpec:
 
     name: str
     models: dict[str, Path]
-    canary: tuple[str, str, int] | None = None  # (stable model, canary model, canary percent)
+    canary: dict[str, tuple[Path, int]] = field(default_factory=dict)  # model name -> (canary model dir, percent)
     workdir: Path = Path(".")
     extra_args: list[str] = field(default_factory=list)
 

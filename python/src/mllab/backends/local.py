@@ -171,9 +171,8 @@ class LocalBackend(Backend):
         argv = [sys.executable, "-m", "mllab.serving", "--http-port", str(port)]
         for name, path in spec.models.items():
             argv += ["--model", f"{name}={path}"]
-        if spec.canary:
-            stable, canary, percent = spec.canary
-            argv += ["--canary", f"{stable}:{canary}:{percent}"]
+        for name, (path, percent) in spec.canary.items():
+            argv += ["--canary", f"{name}={path}:{percent}"]
         argv += spec.extra_args
         log = spec.workdir / f"{spec.name}.log"
         proc = procs.spawn(argv, log)

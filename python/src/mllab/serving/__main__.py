@@ -1,0 +1,5 @@
+import sys
+
+from mllab.serving.server import main
+
+sys.exit(main())
