@@ -18,7 +18,7 @@ from mllab.serving.protocol import BadRequest, parse_v1, parse_v2_input, v1_resp
 
 WINDOW = 300  # live inputs kept for drift (PSI) per model
 MIN_WINDOW = 100  # no PSI before this many inputs
-ACCURACY_WINDOW = 500  # labelled predictions kept for the accuracy gauge
+ACCURACY_WINDOW = 200  # labelled predictions kept for the accuracy gauge
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
