@@ -34,7 +34,7 @@ if up_to_date "$stamp_want"; then
 fi
 
 # Commit (release.env) and date (the proxy's .info) of the pinned tag.
-# shellcheck source=release.env
+# shellcheck source=tests/e2e/kubernetes/release.env
 source "$HERE/release.env"
 [[ $KUBERNETES_TAG == "$version" ]] || {
   echo "build.sh: go.mod pins $version but release.env describes $KUBERNETES_TAG" >&2; exit 1; }
