@@ -169,6 +169,16 @@ def mllab_gpu_device_plugin_config(sharing: Mapping[str, Any] | None) -> dict[st
     return config
 
 
+def mllab_gpu_resource_name(sharing: Mapping[str, Any] | None) -> str:
+    """The extended resource a pod asks for to get one GPU under these sharing settings:
+    nvidia.com/gpu, or nvidia.com/gpu.shared when time-slicing renames it. (With MIG
+    mixed, GPUs are advertised per profile, e.g. nvidia.com/mig-1g.5gb: set the smoke
+    resource explicitly then.)"""
+    plugin = mllab_gpu_device_plugin_config(sharing)
+    slicing = plugin.get("sharing", {}).get("timeSlicing", {})
+    return f"{GPU_RESOURCE}.shared" if slicing.get("renameByDefault") else GPU_RESOURCE
+
+
 def mllab_gpu_operator_values(
     sharing: Mapping[str, Any] | None,
     monitoring: bool,
@@ -246,6 +256,7 @@ class FilterModule:
             "mllab_gpu_summary": mllab_gpu_summary,
             "mllab_gpu_device_plugin_config": mllab_gpu_device_plugin_config,
             "mllab_gpu_operator_values": mllab_gpu_operator_values,
+            "mllab_gpu_resource_name": mllab_gpu_resource_name,
             "mllab_gpu_operator_argv": mllab_gpu_operator_argv,
             "mllab_gpu_allocatable": mllab_gpu_allocatable,
         }

@@ -81,11 +81,9 @@ def test_driver_answers(gpu_host):
 def test_node_advertises_gpus(gpu_host, kube):
     node = gpu_host.check_output("hostname").strip().lower()
     allocatable = kube.CoreV1Api().read_node(node).status.allocatable or {}
-    count = int(allocatable.get("nvidia.com/gpu", "0"))
-    sharing = knob(gpu_host, "gpu_sharing") or {}
-    if sharing.get("rename_by_default"):
-        count = int(allocatable.get("nvidia.com/gpu.shared", "0"))
-    assert count >= 1, f"node {node} advertises no GPU: allocatable {allocatable}"
+    resource = mg.mllab_gpu_resource_name(knob(gpu_host, "gpu_sharing") or {})
+    count = int(allocatable.get(resource, "0"))
+    assert count >= 1, f"node {node} advertises no {resource}: allocatable {allocatable}"
     labels = kube.CoreV1Api().read_node(node).metadata.labels or {}
     assert labels.get(knob(gpu_host, "gpu_node_label")) == "true"
 

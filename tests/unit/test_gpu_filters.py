@@ -128,6 +128,14 @@ def test_device_plugin_config_bad_values(sharing, message):
     assert message in str(err.value)
 
 
+def test_resource_name():
+    assert g.mllab_gpu_resource_name({}) == "nvidia.com/gpu"
+    assert g.mllab_gpu_resource_name({"rename_by_default": True}) == "nvidia.com/gpu"  # no time-slicing: no rename
+    assert g.mllab_gpu_resource_name({"rename_by_default": True, "time_slicing_replicas": 2}) == "nvidia.com/gpu.shared"
+    with pytest.raises(g.GpuOutputError, match="mig_strategy"):
+        g.mllab_gpu_resource_name({"mig_strategy": "x"})
+
+
 def test_operator_values():
     values = g.mllab_gpu_operator_values({"time_slicing_replicas": 2}, monitoring=True)
     cfg = values["devicePlugin"]["config"]

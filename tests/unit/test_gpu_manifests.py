@@ -117,13 +117,17 @@ def test_default_config_has_no_sharing(rendered):
     assert yaml.safe_load(cm["data"]["config.yaml"]) == {"version": "v1", "flags": {"migStrategy": "none"}}
 
 
-def test_smoke_job_asks_for_one_gpu(rendered):
+def test_smoke_job_asks_for_one_gpu_under_its_sharing_name(rendered):
     job = rendered["time-slicing-mixed"]["smoke"][0]
     assert job["metadata"]["namespace"] == "lab"
     pod = job["spec"]["template"]["spec"]
     assert pod["containers"][0]["command"] == ["nvidia-smi"]
-    assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": 1}
+    # time-slicing with rename_by_default: the renamed resource
+    assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu.shared": 1}
     assert pod["restartPolicy"] == "Never"
+    # defaults: no sharing, the plain resource
+    plain = rendered["defaults"]["smoke"][0]["spec"]["template"]["spec"]["containers"][0]
+    assert plain["resources"]["limits"] == {"nvidia.com/gpu": 1}
     custom = rendered["no-monitoring"]["smoke"][0]["spec"]["template"]["spec"]
     assert custom["nodeSelector"] == {"example.com/accelerator": "true"}
 
