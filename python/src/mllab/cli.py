@@ -18,7 +18,7 @@ from mllab import __version__
 from mllab.errors import MllabError, UsageError
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # error lines stay whole: paths and URLs copy-paste
 
 
 def _guide_path(dirname: str) -> Path | None:

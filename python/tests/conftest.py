@@ -1,0 +1,37 @@
+"""Shared fixtures: an isolated MLLAB_HOME per test, and one real MLflow server for the lab tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MLLAB_HOME", str(tmp_path / "mllab-home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path / "mllab-home"
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` process (sqlite + artifact dir), started by the local backend."""
+    from mllab.backends.local import LocalBackend
+
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    backend = LocalBackend(root=tmp_path_factory.mktemp("mlflow-session"))
+    uri = backend.tracking_uri()
+    try:
+        yield uri
+    finally:
+        backend.close()
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+def mllab_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mllab", *args]

@@ -1,0 +1,140 @@
+"""The CLI: light start-up, JSON output, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import mllab_cmd
+from mllab.procs import free_port
+
+HEAVY = ("torch", "mlflow", "kserve", "sklearn", "scipy", "matplotlib")
+
+PROBE = f"""
+import json, sys
+from mllab.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({{"code": code, "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}), file=sys.stderr)
+"""
+
+
+def probe(*args: str, env_home: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"MLLAB_HOME": str(env_home), "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    return json.loads(out.stderr.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("args", [("--help",), ("list",), ("list", "--json"), ("progress", "--json"), ("hint", "2")])
+def test_light_commands_do_not_import_heavy_packages(args: tuple[str, ...], home: Path) -> None:
+    result = probe(*args, env_home=home)
+    assert result["code"] in (0, None)
+    assert result["heavy"] == [], f"`mllab {' '.join(args)}` imported {result['heavy']}"
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        mllab_cmd(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_list_json(home: Path) -> None:
+    out = run("list", "--json")
+    assert out.returncode == 0
+    labs = json.loads(out.stdout)
+    assert [lab["number"] for lab in labs] == list(range(1, 9))
+    assert all(lab["status"] == "new" and lab["title"] for lab in labs)
+
+
+def test_unknown_lab_names_the_value_and_the_fix(home: Path) -> None:
+    out = run("run", "99")
+    assert out.returncode == 2
+    assert "unknown lab '99'" in out.stderr and "mllab list" in out.stderr
+    assert not (home / "labs").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("run", "2", "--backend", "nope"), "nope"),
+        (("serve", "x", "--port", "99999"), "99999"),
+        (("check",), "lab"),
+        (("frobnicate",), "frobnicate"),
+    ],
+)
+def test_bad_flags_exit_2_with_a_message(args: tuple[str, ...], needle: str, home: Path) -> None:
+    out = run(*args)
+    assert out.returncode == 2
+    assert needle in out.stderr
+
+
+def test_k8s_backend_is_not_available_yet(home: Path) -> None:
+    out = run("run", "2", "--backend", "k8s")
+    assert out.returncode == 3
+    assert "not available yet" in out.stderr and "cluster-backend issue" in out.stderr
+    assert "--backend local" in out.stderr
+    assert not (home / "labs").exists(), "nothing may be written when the backend is refused"
+
+
+def test_serve_rejects_a_directory_without_a_model(home: Path, tmp_path: Path) -> None:
+    out = run("serve", str(tmp_path), "--port", "8089")
+    assert out.returncode == 2
+    assert "not a model directory" in out.stderr and "mllab run 6" in out.stderr
+
+
+def test_mlflow_unreachable_is_a_clear_error_and_nothing_is_written(home: Path) -> None:
+    uri = f"http://127.0.0.1:{free_port()}"
+    out = run("run", "3", env={"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode == 4
+    assert "unreachable" in out.stderr and uri in out.stderr and "unset MLFLOW_TRACKING_URI" in out.stderr
+    assert not (home / "labs" / "03-tracking-registry" / "run").exists()
+    progress = json.loads((home / "progress.json").read_text()) if (home / "progress.json").exists() else {}
+    assert "last_run" not in progress.get("03", {})
+    assert not (home / "mlflow").exists(), "the local MLflow store must not be created when the URI is given"
+
+
+def test_check_before_run_fails_with_a_hint_and_records_progress(home: Path) -> None:
+    out = run("check", "3", "--json")
+    assert out.returncode == 1
+    report = json.loads(out.stdout)
+    assert report["passed"] is False
+    assert "mllab run 3" in report["checks"][0]["hint"]
+    progress = json.loads(run("progress", "--json").stdout)
+    assert progress["03"]["last_check"]["passed"] is False
+    hint = run("hint", "3")
+    assert "mllab run 3" in hint.stdout
+    assert run("reset", "3").returncode == 0
+    assert "03" not in json.loads(run("progress", "--json").stdout)
+
+
+def test_start_shows_the_guide(home: Path) -> None:
+    out = run("start", "2")
+    assert out.returncode == 0
+    assert "Lab 2" in out.stdout or "Training job" in out.stdout
+    assert (home / "labs" / "02-training-job").is_dir()
+
+
+def test_doctor_json(home: Path) -> None:
+    out = run("doctor", "--json")
+    items = {i["component"]: i for i in json.loads(out.stdout)}
+    assert {"python", "lab packages", "mlflow", "cluster", "gpu"} <= set(items)
+    assert items["lab packages"]["status"] == "ok"
+    assert out.returncode == 0
