@@ -58,7 +58,7 @@ def mllab_image_problems(images: Mapping[str, Any]) -> list[str]:
     is not a moving one (latest, main, ...) or a sha256 digest."""
     problems = []
     for var, ref in images.items():
-        example = "ghcr.io/mlflow/mlflow:v3.18.0-full"
+        example = "ghcr.io/mlflow/mlflow:v3.17.2-full"
         if not isinstance(ref, str) or not ref.strip():
             problems.append(f"{var} = {ref!r} is empty: give an image reference such as {example}")
             continue
@@ -316,7 +316,9 @@ def mllab_kubeconfig_problems(info: Mapping[str, Any]) -> list[str]:
     return []
 
 
-def mllab_allowed_hosts(service: str, namespace: str, hosts: Iterable[str] = (), port: int | None = None) -> list[str]:
+def mllab_allowed_hosts(
+    service: str, namespace: str, hosts: Iterable[str] = (), cluster_domain: str = "cluster.local"
+) -> list[str]:
     """Host header patterns for MLflow's --allowed-hosts: the Service's DNS names, the
     ingress host(s), localhost (port-forward) and the private ranges MLflow allows by
     default. MLflow compares the Host header with its port, so each name also gets name:*.
@@ -325,7 +327,7 @@ def mllab_allowed_hosts(service: str, namespace: str, hosts: Iterable[str] = (),
         service,
         f"{service}.{namespace}",
         f"{service}.{namespace}.svc",
-        f"{service}.{namespace}.svc.cluster.local",
+        f"{service}.{namespace}.svc.{cluster_domain}",
     ]
     names += [h for h in hosts if h]
     names += ["localhost", "127.0.0.1"]

@@ -18,7 +18,7 @@ import mllab_platform as mp
 @pytest.mark.parametrize(
     "ref",
     [
-        "ghcr.io/mlflow/mlflow:v3.18.0-full",
+        "ghcr.io/mlflow/mlflow:v3.17.2-full",
         "quay.io/jupyter/pytorch-notebook:cuda12-python-3.13.14",
         "docker.io/library/postgres:17.6",
         "postgres:17.6",

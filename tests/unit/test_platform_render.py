@@ -294,7 +294,7 @@ def test_mlflow_paths_hosts_and_metrics_agree(matrix, case):
     if run.settings.get("platform_common_ingress_enabled", True):
         assert run.get("Ingress", "mlflow")["spec"]["rules"][0]["http"]["paths"][0]["path"] == (prefix or "/")
     monitor = run.get("ServiceMonitor", "mlflow")
-    assert monitor["spec"]["endpoints"][0]["path"] == f"{prefix}/metrics"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"  # not prefixed: see the mlflow server test
     assert ("basicAuth" in monitor["spec"]["endpoints"][0]) is bool(run.settings.get("mlflow_auth_enabled"))
     uri = {
         e["name"]: e.get("value")
@@ -503,7 +503,7 @@ def test_bad_settings_fail_before_anything_is_rendered(bad_runs):
     assert "problem(s); nothing was applied" in out
     assert "mlflow_backend = 'mongodb' is not supported: use one of sqlite, postgresql" in out
     assert "jupyter_image = 'quay.io/jupyter/scipy-notebook' has no tag" in out
-    assert "mlflow_image = 'ghcr.io/MLflow/mlflow:v3.18.0' is malformed" in out
+    assert "mlflow_image = 'ghcr.io/MLflow/mlflow:v3.17.2' is malformed" in out
     assert "training_quotas['labs']['requests.cpu'] = 100m is below the 0.5" in out
     assert not run.render_dir.exists() or not any(run.render_dir.iterdir())
     assert not (run.artifacts_dir / "secrets").exists()

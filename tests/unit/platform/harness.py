@@ -199,7 +199,7 @@ BAD_CASES: dict[str, tuple[dict[str, Any], bool]] = {
         {
             "mlflow_backend": "mongodb",
             "jupyter_image": "quay.io/jupyter/scipy-notebook",
-            "mlflow_image": "ghcr.io/MLflow/mlflow:v3.18.0",
+            "mlflow_image": "ghcr.io/MLflow/mlflow:v3.17.2",
             "training_quotas": {"labs": {"requests.cpu": "100m", "requests.memory": "16Gi"}},
         },
         True,

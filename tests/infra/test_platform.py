@@ -1,0 +1,314 @@
+"""Platform layer on a real cluster (L3/L4): the pods run, MLflow answers /health and logs
+and reads back a run, JupyterLab answers /api and /api/status with its token, the smoke
+InferenceService is Ready and predicts with the V1 and V2 protocols, Prometheus scrapes
+MLflow and the KServe predictors and has loaded the ML alert rules.
+
+The platform layer targets the Kubernetes API, not the hosts: these tests talk to the
+cluster from the machine that runs pytest, with the kubeconfig in $MLLAB_KUBECONFIG, else
+<artifacts>/kubeconfig ($MLLAB_ARTIFACTS_DIR or artifacts/ of the repository). HTTP goes
+through port-forwards to the pods (no ingress, DNS or NodePort needed). Without a
+reachable cluster, or when a component is not deployed, the tests skip with the reason;
+MLLAB_EXPECT_LAYERS containing "platform" turns those skips into failures.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NS = {
+    "mlflow": os.environ.get("MLLAB_NS_MLFLOW", "mlflow"),
+    "labs": os.environ.get("MLLAB_NS_LABS", "ml-labs"),
+    "serving": os.environ.get("MLLAB_NS_SERVING", "ml-serving"),
+    "training": os.environ.get("MLLAB_NS_TRAINING", "ml-training"),
+    "kserve": os.environ.get("MLLAB_NS_KSERVE", "kserve"),
+    "monitoring": os.environ.get("MLLAB_NS_MONITORING", "observability"),
+}
+MLFLOW_PREFIX = os.environ.get("MLLAB_MLFLOW_PREFIX", "/mlflow")
+JUPYTER_BASE = os.environ.get("MLLAB_JUPYTER_BASE_URL", "/jupyter/")
+SMOKE = os.environ.get("MLLAB_SMOKE_ISVC", "sklearn-iris")
+IRIS = [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]
+pytestmark = pytest.mark.timeout(600)
+
+
+def _expected() -> bool:
+    return "platform" in {x.strip() for x in os.environ.get("MLLAB_EXPECT_LAYERS", "").split(",")}
+
+
+def _absent(reason: str) -> None:
+    """Skip, or fail when MLLAB_EXPECT_LAYERS says the platform must be there."""
+    if _expected():
+        pytest.fail(reason + ", but MLLAB_EXPECT_LAYERS expects the platform layer")
+    pytest.skip(reason)
+
+
+def kubeconfig_path() -> Path:
+    if os.environ.get("MLLAB_KUBECONFIG"):
+        return Path(os.environ["MLLAB_KUBECONFIG"])
+    artifacts = Path(os.environ.get("MLLAB_ARTIFACTS_DIR") or ROOT / "artifacts")
+    return artifacts / "kubeconfig"
+
+
+@pytest.fixture(scope="module")
+def api():
+    """A kubernetes ApiClient for the platform's cluster, or a skip saying why not."""
+    path = kubeconfig_path()
+    if not path.is_file():
+        _absent(f"no cluster to test: kubeconfig {path} does not exist (set MLLAB_KUBECONFIG)")
+    from kubernetes import client, config
+
+    try:
+        api_client = config.new_client_from_config(config_file=str(path))
+        client.VersionApi(api_client).get_code(_request_timeout=10)
+    except Exception as exc:  # any connection or credential problem means "no cluster here"
+        _absent(f"the cluster of {path} is not reachable: {str(exc)[:200]}")
+    return api_client
+
+
+@pytest.fixture(scope="module")
+def core(api):
+    from kubernetes import client
+
+    return client.CoreV1Api(api)
+
+
+def _deployment(api, namespace: str, name: str) -> Any:
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    try:
+        return client.AppsV1Api(api).read_namespaced_deployment(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            _absent(f"Deployment {namespace}/{name} is not deployed")
+        raise
+
+
+def _running_pod(core, namespace: str, selector: str) -> str:
+    pods = core.list_namespaced_pod(namespace, label_selector=selector, field_selector="status.phase=Running").items
+    ready = [p for p in pods if any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))]
+    assert ready, f"no Ready pod in {namespace} matches {selector}"
+    return ready[0].metadata.name
+
+
+def http_via_port_forward(
+    core,
+    namespace: str,
+    pod: str,
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, str]:
+    """One HTTP request to a pod's port through the API server's port-forward."""
+    from kubernetes.stream import portforward
+
+    pf = portforward(core.connect_get_namespaced_pod_portforward, pod, namespace, ports=str(port))
+    conn = http.client.HTTPConnection("localhost", port, timeout=60)
+    conn.sock = pf.socket(port)
+    data = json.dumps(body).encode() if body is not None else None
+    hdrs = {"Content-Type": "application/json"} if data is not None else {}
+    conn.request(method, path, body=data, headers=hdrs | (headers or {}))
+    resp = conn.getresponse()
+    text = resp.read().decode(errors="replace")
+    conn.close()
+    pf.close()
+    return resp.status, text
+
+
+def _secret(core, namespace: str, name: str, key: str) -> str:
+    return base64.b64decode(core.read_namespaced_secret(name, namespace).data[key]).decode()
+
+
+# --- pods -------------------------------------------------------------------------------------
+
+
+def test_platform_deployments_are_ready(api):
+    from kubernetes import client
+
+    apps = client.AppsV1Api(api)
+    found = apps.list_deployment_for_all_namespaces(label_selector="app.kubernetes.io/part-of=mllab").items
+    if not found:
+        _absent("no Deployment labelled app.kubernetes.io/part-of=mllab: the platform layer is not deployed")
+    not_ready = [
+        f"{d.metadata.namespace}/{d.metadata.name} {d.status.ready_replicas or 0}/{d.spec.replicas}"
+        for d in found
+        if (d.status.ready_replicas or 0) < (d.spec.replicas or 0)
+    ]
+    assert not not_ready, f"Deployments not ready: {not_ready}"
+    kserve = apps.list_namespaced_deployment(NS["kserve"]).items
+    assert all((d.status.ready_replicas or 0) >= 1 for d in kserve), "KServe controller not ready"
+
+
+# --- MLflow -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mlflow(api, core):
+    _deployment(api, NS["mlflow"], "mlflow")
+    pod = _running_pod(core, NS["mlflow"], "app.kubernetes.io/name=mlflow,app.kubernetes.io/part-of=mllab")
+    headers = {}
+    try:
+        user = _secret(core, NS["mlflow"], "mlflow-auth", "admin-username")
+        password = _secret(core, NS["mlflow"], "mlflow-auth", "admin-password")
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    except Exception:  # no mlflow-auth Secret: auth is off
+        pass
+
+    def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        status, text = http_via_port_forward(core, NS["mlflow"], pod, 5000, method, MLFLOW_PREFIX + path, body, headers)
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+    return call
+
+
+def test_mlflow_health(mlflow):
+    status, text = mlflow("GET", "/health")
+    assert status == 200 and text == "OK"
+
+
+def test_mlflow_logs_a_run_and_reads_it_back(mlflow):
+    name = "mllab-verify"
+    status, found = mlflow("GET", f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={name}")
+    if status == 200:
+        exp_id = found["experiment"]["experiment_id"]
+    else:
+        status, created = mlflow("POST", "/api/2.0/mlflow/experiments/create", {"name": name})
+        assert status == 200, created
+        exp_id = created["experiment_id"]
+    status, run = mlflow("POST", "/api/2.0/mlflow/runs/create", {"experiment_id": exp_id, "run_name": "verify"})
+    assert status == 200, run
+    run_id = run["run"]["info"]["run_id"]
+    marker = uuid.uuid4().hex[:8]
+    for path, body in (
+        ("/api/2.0/mlflow/runs/log-metric", {"run_id": run_id, "key": "accuracy", "value": 0.97, "timestamp": 0}),
+        ("/api/2.0/mlflow/runs/log-parameter", {"run_id": run_id, "key": "marker", "value": marker}),
+        ("/api/2.0/mlflow/runs/update", {"run_id": run_id, "status": "FINISHED"}),
+    ):
+        status, out = mlflow("POST", path, body)
+        assert status == 200, (path, out)
+    status, back = mlflow("GET", f"/api/2.0/mlflow/runs/get?run_id={run_id}")
+    assert status == 200, back
+    data = back["run"]["data"]
+    assert {"key": "marker", "value": marker} in data["params"]
+    assert [m["value"] for m in data["metrics"] if m["key"] == "accuracy"] == [0.97]
+    assert back["run"]["info"]["status"] == "FINISHED"
+
+
+# --- JupyterLab ---------------------------------------------------------------------------------
+
+
+def test_jupyter_api_and_status_with_token(api, core):
+    _deployment(api, NS["labs"], "jupyter")
+    pod = _running_pod(core, NS["labs"], "app.kubernetes.io/name=jupyter,app.kubernetes.io/part-of=mllab")
+    token = _secret(core, NS["labs"], "jupyter-token", "token")
+    status, text = http_via_port_forward(core, NS["labs"], pod, 8888, "GET", f"{JUPYTER_BASE}api")
+    assert status == 200 and "version" in json.loads(text)
+    status, text = http_via_port_forward(
+        core, NS["labs"], pod, 8888, "GET", f"{JUPYTER_BASE}api/status", headers={"Authorization": f"token {token}"}
+    )
+    assert status == 200, text
+    assert "started" in json.loads(text)
+    status, _ = http_via_port_forward(core, NS["labs"], pod, 8888, "GET", f"{JUPYTER_BASE}api/status")
+    assert status == 403, "JupyterLab answers /api/status without its token"
+
+
+# --- KServe ---------------------------------------------------------------------------------------
+
+
+def test_smoke_inference_service_is_ready_and_predicts_v1_and_v2(api, core):
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    custom = client.CustomObjectsApi(api)
+    try:
+        isvc = custom.get_namespaced_custom_object(
+            "serving.kserve.io", "v1beta1", NS["serving"], "inferenceservices", SMOKE
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            _absent(f"InferenceService {NS['serving']}/{SMOKE} is not deployed (kserve_smoke_enabled)")
+        raise
+    conditions = {c["type"]: c["status"] for c in isvc.get("status", {}).get("conditions", [])}
+    assert conditions.get("Ready") == "True", conditions
+    pod = _running_pod(core, NS["serving"], f"serving.kserve.io/inferenceservice={SMOKE}")
+    status, text = http_via_port_forward(
+        core, NS["serving"], pod, 8080, "POST", f"/v1/models/{SMOKE}:predict", {"instances": IRIS}
+    )
+    assert status == 200, text
+    assert json.loads(text)["predictions"] == [1, 1]
+    v2 = {"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": IRIS}]}
+    status, text = http_via_port_forward(core, NS["serving"], pod, 8080, "POST", f"/v2/models/{SMOKE}/infer", v2)
+    assert status == 200, text
+    assert json.loads(text)["outputs"][0]["data"] == [1, 1]
+
+
+# --- Prometheus -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prometheus(api, core):
+    pods = core.list_namespaced_pod(NS["monitoring"], label_selector="app.kubernetes.io/name=prometheus").items
+    if not pods:
+        _absent(f"no Prometheus pod in namespace {NS['monitoring']} (monitoring role / observability addon)")
+    pod = _running_pod(core, NS["monitoring"], "app.kubernetes.io/name=prometheus")
+
+    def get(path: str) -> Any:
+        status, text = http_via_port_forward(core, NS["monitoring"], pod, 9090, "GET", path)
+        assert status == 200, text
+        return json.loads(text)["data"]
+
+    return get
+
+
+def _wait_for(check, timeout: float = 240, every: float = 15):
+    """Prometheus discovers new monitors within a few scrape intervals: retry a while."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result[0] or time.monotonic() > deadline:
+            return result
+        time.sleep(every)
+
+
+def test_prometheus_scrapes_mlflow_and_kserve_predictors(prometheus):
+    wanted = {
+        "mlflow": f"serviceMonitor/{NS['mlflow']}/mlflow/",
+        "kserve predictors": f"podMonitor/{NS['serving']}/kserve-predictors/",
+    }
+
+    def check():
+        targets = prometheus("/api/v1/targets?state=active")["activeTargets"]
+        health = {
+            label: [t["health"] for t in targets if t.get("scrapePool", "").startswith(pool)]
+            for label, pool in wanted.items()
+        }
+        ok = all(h and all(x == "up" for x in h) for h in health.values())
+        return ok, health
+
+    ok, health = _wait_for(check)
+    assert ok, f"targets not all up: {health}"
+
+
+def test_prometheus_loaded_the_ml_alert_rules(prometheus):
+    def check():
+        groups = prometheus("/api/v1/rules?type=alert")["groups"]
+        names = {r["name"] for g in groups for r in g["rules"]}
+        want = {"ModelAccuracyDegraded", "ModelLatencyHigh", "ModelFeatureDrift", "TrainingJobFailed"}
+        return want <= names, names
+
+    ok, names = _wait_for(check)
+    assert ok, f"ML alert rules not loaded; Prometheus has {sorted(names)[:20]}"
