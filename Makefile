@@ -84,7 +84,7 @@ $(VENV)/.labs: python/pyproject.toml | $(BIN)/activate
 	@touch $@
 
 labs-test: $(VENV)/.labs ## the mllab package: every lab's run + check on the local backend (CPU), unit tests
-	MLLAB_HOME=$$(mktemp -d) $(BIN)/python -m pytest python/tests -q -ra --timeout=600 -p no:cacheprovider
+	MLLAB_HOME=$$(mktemp -d) $(BIN)/python -m pytest python/tests -q -ra --timeout=300 --durations=15 -p no:cacheprovider
 
 clean: ## remove the venv and caches (not artifacts/)
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

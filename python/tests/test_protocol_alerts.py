@@ -91,3 +91,22 @@ def test_alert_conditions_on_exported_metrics() -> None:
     assert by["ModelLatencyHigh"].value == pytest.approx(1.0 + 1.5 * (95 - 20) / 80)
     assert by["ModelFeatureDrift"].labels["feature"] == "pixel_0"
     assert by["ModelFeatureDrift"].threshold == DRIFT_PSI_MAX
+
+
+def test_alert_conditions_mirror_the_monitoring_role() -> None:
+    """The lab's conditions use the same metric names and default thresholds as roles/monitoring."""
+    from pathlib import Path
+
+    import yaml
+    from mllab.alerts import ACCURACY_MIN, LATENCY_P95_MAX_SECONDS
+
+    role = Path(__file__).resolve().parents[2] / "roles" / "monitoring"
+    if not (role / "defaults" / "main.yml").is_file():
+        pytest.skip("roles/monitoring is not in this checkout (package installed on its own)")
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+    assert defaults["monitoring_accuracy_min"] == ACCURACY_MIN
+    assert defaults["monitoring_latency_p95_max_seconds"] == LATENCY_P95_MAX_SECONDS
+    assert defaults["monitoring_drift_psi_max"] == DRIFT_PSI_MAX
+    rules = (role / "templates" / "monitoring.yaml.j2").read_text()
+    for metric in ("model_accuracy", "model_prediction_latency_seconds_bucket", "model_feature_psi"):
+        assert metric in rules, f"{metric} is not used by the monitoring role's rules any more"

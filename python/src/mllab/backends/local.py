@@ -92,7 +92,9 @@ class LocalBackend(Backend):
             "--workers",
             "1",
         ]
-        proc = procs.spawn(argv, log)
+        # No server-side job runners (huey consumers, for MLflow's GenAI jobs): the labs do not use them,
+        # and they would cost 4 idle processes on a 2-core laptop.
+        proc = procs.spawn(argv, log, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
         url = f"http://127.0.0.1:{port}"
         if not procs.wait_for(lambda: http_ok(url + "/health"), timeout=120, interval=0.3, proc=proc):
             procs.stop(proc)
