@@ -1,13 +1,15 @@
-"""KServe smoke request, run inside the predictor pod (python3 -c): one V1 :predict and
-one V2 /infer call on the local model server; prints a one-line JSON verdict and exits
-non-zero when either protocol fails. Standard library only (the pod has no extras)."""
+"""KServe smoke request, run inside the predictor pod (python3 -c SCRIPT NAME [BASE_URL]):
+one V1 :predict and one V2 /infer call on the local model server; prints a one-line JSON
+verdict and exits non-zero when either protocol fails. Standard library only (the pod
+has no extras). Tested against the KServe Python server in
+tests/unit/test_platform_kserve_smoke.py."""
 
 import json
 import sys
 import urllib.request
 
 NAME = sys.argv[1] if len(sys.argv) > 1 else "sklearn-iris"
-BASE = "http://127.0.0.1:8080"
+BASE = sys.argv[2] if len(sys.argv) > 2 else "http://127.0.0.1:8080"
 ROWS = [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]
 
 
