@@ -92,6 +92,43 @@ build_gomod() { # build_gomod NAME MODULE VERSION IMAGE ENTRYPOINT_JSON
     'ENV SSL_CERT_FILE=/etc/ca-certificates.crt' "ENTRYPOINT $entrypoint"
 }
 
+# Debian's python3 in a minbase rootfs: the base of the platform images.
+build_python_base() {
+  local stamp suite=bookworm
+  stamp=$(cat "$0" <(echo "$PYTHON_BASE_IMAGE $suite") | sha256sum)
+  fresh python-base "$stamp" && { echo "image $PYTHON_BASE_IMAGE: up to date"; return; }
+  local rootfs=$OUT/python-base.rootfs
+  rm -rf "$rootfs"
+  nice -n 19 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+    "$suite" "$rootfs" >"$OUT/python-base.debootstrap.log" 2>&1 ||
+    { echo "debootstrap failed: $OUT/python-base.debootstrap.log" >&2; return 1; }
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  pack python-base "$PYTHON_BASE_IMAGE" "$rootfs" "$stamp" \
+    'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' 'CMD ["/usr/bin/python3"]'
+}
+
+# A Dockerfile in images/NAME on top of the python base (kept in docker while built).
+build_dockerfile() { # build_dockerfile NAME IMAGE BUILD_ARG...
+  local name=$1 image=$2; shift 2
+  local stamp arg args=()
+  for arg in "$@"; do args+=(--build-arg "$arg"); done
+  stamp=$(cat "$0" "$HERE/$name/Dockerfile" "$OUT/python-base.stamp" <(echo "$image $*") | sha256sum)
+  fresh "$name" "$stamp" && { echo "image $image: up to date"; return; }
+  docker load -i "$OUT/python-base.tar" >/dev/null
+  local ctx
+  ctx=$(mktemp -d)
+  cp "$HERE/$name/Dockerfile" /etc/ssl/certs/ca-certificates.crt "$ctx/"
+  nice -n 19 docker build -q --network host --build-arg "BASE=$PYTHON_BASE_IMAGE" "${args[@]}" \
+    -t "$image" "$ctx" >/dev/null
+  rm -rf "$ctx"
+  docker save "$image" -o "$OUT/$name.tar.part"
+  docker rmi "$image" >/dev/null
+  mv "$OUT/$name.tar.part" "$OUT/$name.tar"
+  echo "$image" >"$OUT/$name.image"
+  echo "$stamp" >"$OUT/$name.stamp"
+  echo "image $image: built ($OUT/$name.tar)"
+}
+
 names=("$@")
 [[ ${#names[@]} -gt 0 ]] || names=(pause busybox coredns local-path-provisioner)
 for name in "${names[@]}"; do
@@ -103,6 +140,10 @@ for name in "${names[@]}"; do
     local-path-provisioner) build_gomod local-path-provisioner \
                github.com/rancher/local-path-provisioner "$LOCAL_PATH_PROVISIONER_VERSION" \
                "$LOCAL_PATH_PROVISIONER_IMAGE" '["/bin/local-path-provisioner"]' ;;
-    *) echo "images/build.sh: unknown image '$name' (pause, busybox, coredns, local-path-provisioner)" >&2; exit 2 ;;
+    python-base) build_python_base ;;
+    mlflow) build_python_base
+            build_dockerfile mlflow "$MLFLOW_IMAGE" "MLFLOW_VERSION=$MLFLOW_VERSION" ;;
+    *) echo "images/build.sh: unknown image '$name' (pause, busybox, coredns, local-path-provisioner, python-base, mlflow)" >&2
+       exit 2 ;;
   esac
 done
