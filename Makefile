@@ -11,13 +11,14 @@ PYTHON    := $(shell scripts/find-python.sh)
 BIN       := $(VENV)/bin
 ANSIBLE_ARGS ?=
 # Distributions the molecule scenarios run on (local images, see tests/molecule/).
+# Scenarios named fake-* (roles' logic against labelled CLI stand-ins) run on the first only.
 MOLECULE_DISTROS ?= bookworm trixie
 # Every roles/<role>/molecule/<scenario>, except *-real ones (they need real hosts:
 # snap store, GPUs; run them with `make molecule-real`).
 MOLECULE_SCENARIOS := $(sort $(filter-out %-real/molecule.yml,$(wildcard roles/*/molecule/*/molecule.yml)))
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help site verify reset test lint unit molecule molecule-images labs-test clean
+.PHONY: help site verify reset test lint unit molecule molecule-images molecule-real labs-test bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -69,15 +70,22 @@ molecule-images: ## build the local Debian systemd images molecule uses
 	  for d in $(MOLECULE_DISTROS); do tests/molecule/build-image.sh $$d; done; fi
 
 molecule: $(VENV)/.dev $(VENV)/.collections molecule-images ## every role's molecule scenarios, per distro
-	@for f in $(MOLECULE_SCENARIOS); do \
+	@first=$(firstword $(MOLECULE_DISTROS)); \
+	for f in $(MOLECULE_SCENARIOS); do \
 	  role=$$(echo $$f | cut -d/ -f2); scenario=$$(echo $$f | cut -d/ -f4); \
-	  for d in $(MOLECULE_DISTROS); do \
+	  distros="$(MOLECULE_DISTROS)"; \
+	  case $$scenario in fake-*) distros=$$first;; esac; \
+	  for d in $$distros; do \
 	    echo "=== molecule: role $$role, scenario $$scenario, $$d"; \
+	    start=$$(date +%s); \
 	    (cd roles/$$role && MOLECULE_DISTRO=$$d MOLECULE_IMAGE=$${MOLECULE_IMAGE:-mllab-systemd:$$d} \
-	      PATH="$(CURDIR)/$(BIN):$$PATH" \
-	      molecule test -s $$scenario) || exit 1; \
+	      PATH="$(CURDIR)/$(BIN):$$PATH" molecule test -s $$scenario) || exit 1; \
+	    echo "=== molecule: role $$role, scenario $$scenario, $$d passed in $$(( $$(date +%s) - start )) s"; \
 	  done; \
 	done
+
+molecule-real: $(VENV)/.dev $(VENV)/.collections ## real MicroK8s on THIS host (needs the snap store and sudo; skips with the reason otherwise)
+	cd roles/microk8s && PATH="$(CURDIR)/$(BIN):$$PATH" molecule test -s microk8s-real
 
 $(VENV)/.labs: python/pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install -q -e 'python[labs,test]'
@@ -85,6 +93,17 @@ $(VENV)/.labs: python/pyproject.toml | $(BIN)/activate
 
 labs-test: $(VENV)/.labs ## the mllab package: every lab's run + check on the local backend (CPU), unit tests
 	MLLAB_HOME=$$(mktemp -d) $(BIN)/python -m pytest python/tests -q -ra --timeout=300 --durations=15 -p no:cacheprovider
+
+# --- benchmarks (not tests: nothing here fails for being slow) ---------------------------
+BENCH_PEERS := .cache/bench/mlserver-venv
+$(BENCH_PEERS)/.installed: requirements/bench-peers.txt
+	$(PYTHON) -m venv $(BENCH_PEERS)
+	$(BENCH_PEERS)/bin/pip install -q -r requirements/bench-peers.txt
+	@touch $@
+
+bench: $(VENV)/.labs $(VENV)/.dev $(BENCH_PEERS)/.installed ## benchmarks vs named peers -> docs/benchmarks.md (BENCH=serving,training,...)
+	@command -v wrk >/dev/null || { echo "wrk is missing: sudo apt-get install wrk" >&2; exit 1; }
+	$(BIN)/python bench/run.py $(if $(BENCH),--only $(BENCH))
 
 clean: ## remove the venv and caches (not artifacts/)
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

@@ -216,7 +216,9 @@ def mllab_host_problems(host: Mapping, settings: Mapping) -> list[str]:
     need_disk = mllab_required_mb(addons, settings["base_disk_mb"], settings["addon_disk_mb"])
     mount = mllab_mount_for(host.get("mounts", []), settings["disk_path"])
     free_mb = int(mount.get("size_available", 0)) // 1048576
-    if free_mb < need_disk:
+    # No mount at all holds the path only where facts list no root mount (some containers):
+    # then there is nothing to measure, rather than 0 MiB free.
+    if mount and free_mb < need_disk:
         problems.append(
             f"free disk on {mount.get('mount', '?')} is {free_mb} MiB, below the {need_disk} MiB needed under "
             f"{settings['disk_path']}: free space or switch addons off in microk8s_addons"

@@ -225,7 +225,13 @@ def test_every_problem_is_reported_at_once():
         major_version="40",
         arch="ppc64le",
         memtotal_mb=512,
-        mounts=[],
+        mounts=[{"mount": "/", "size_available": 0}],
         snap_store={},
     )
     assert len(pf.mllab_host_problems(bad, SETTINGS)) == 5
+
+
+def test_no_mount_listed_means_disk_not_measured():
+    # Some containers list no root mount in their facts: no reading, so no "0 MiB free" claim.
+    assert pf.mllab_mount_for([], "/var/snap") == {}
+    assert pf.mllab_host_problems(host(mounts=[]), SETTINGS) == []
