@@ -18,8 +18,16 @@ from conftest import mllab_cmd
 
 
 def processes_mentioning(text: str) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
-    return [line for line in out.splitlines() if text in line and "ps -eo" not in line]
+    """Live processes whose full command line contains `text` (read from /proc: never truncated)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in args and int(cmdline.parent.name) != os.getpid():
+            found.append(f"{cmdline.parent.name}: {args[:200]}")
+    return found
 
 
 @pytest.mark.timeout(900)

@@ -166,7 +166,7 @@ def cmd_solution(args: argparse.Namespace) -> int:
     console.print(
         f"[bold]Lab {lab.number} solution[/]: `mllab run {lab.number}` runs exactly this code ({module.__file__})."
     )
-    console.print(Syntax(inspect.getsource(module.run), "python", line_numbers=False))
+    console.print(Syntax(inspect.getsource(module.run), "python", line_numbers=False, word_wrap=True))
     return 0
 
 
