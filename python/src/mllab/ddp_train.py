@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--global-batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="auto: CUDA (nccl) when every rank gets a GPU, else CPU (gloo)",
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -38,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.global_batch % world:
         print(f"error: --global-batch {args.global_batch} is not divisible by {world} processes", file=sys.stderr)
         return 2
-    use_cuda = torch.cuda.is_available() and torch.cuda.device_count() >= world
+    enough_gpus = torch.cuda.is_available() and torch.cuda.device_count() >= world
+    if args.device == "cuda" and not enough_gpus:
+        print(f"error: --device cuda needs {world} GPUs, {torch.cuda.device_count()} visible", file=sys.stderr)
+        return 2
+    use_cuda = enough_gpus and args.device != "cpu"
     backend = "nccl" if use_cuda else "gloo"
     dist.init_process_group(backend=backend)
     device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")

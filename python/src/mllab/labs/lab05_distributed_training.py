@@ -45,6 +45,8 @@ def run(ctx: LabContext) -> dict[str, Any]:
 
     epochs = 2 if ctx.quick else 4
     counts = (1, 2)
+    # Compare like with like: every run on GPUs (nccl) if each rank of the largest run gets one, else all on CPU.
+    device = "cuda" if torch.cuda.is_available() and torch.cuda.device_count() >= max(counts) else "cpu"
     out: dict[str, Any] = {}
     mlflow.set_experiment(ctx.experiment())
     for n in counts:
@@ -55,7 +57,18 @@ def run(ctx: LabContext) -> dict[str, Any]:
             workdir=d,
             backoff_limit=1,
             active_deadline_seconds=900,
-            args=["--out-dir", str(d), "--epochs", str(epochs), "--global-batch", "64", "--seed", str(ctx.seed)],
+            args=[
+                "--out-dir",
+                str(d),
+                "--epochs",
+                str(epochs),
+                "--global-batch",
+                "64",
+                "--seed",
+                str(ctx.seed),
+                "--device",
+                device,
+            ],
         )
         with ctx.console.status(f"torchrun --nproc-per-node={n}: {epochs} epochs"):
             res = ctx.backend.run_distributed(spec, nproc=n)
