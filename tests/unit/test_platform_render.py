@@ -509,6 +509,16 @@ def test_bad_settings_fail_before_anything_is_rendered(bad_runs):
     assert not (run.artifacts_dir / "secrets").exists()
 
 
+def test_unreachable_cluster_fails_before_anything_is_applied(bad_runs):
+    run = bad_runs["unreachable-cluster"]
+    assert run.rc != 0
+    out = " ".join(run.output.split())
+    assert f"Cannot reach the Kubernetes API with mllab_kubeconfig = {harness.UNREACHABLE_KUBECONFIG}" in out
+    assert "Nothing was applied" in out
+    assert "apply the" not in out and "generate or read" not in out
+    assert not (run.artifacts_dir / "secrets").exists()
+
+
 def test_missing_kubeconfig_fails_naming_path_and_fix(bad_runs):
     run = bad_runs["missing-kubeconfig"]
     assert run.rc != 0

@@ -209,6 +209,26 @@ BAD_CASES: dict[str, tuple[dict[str, Any], bool]] = {
         False,
     ),
 }
+# A well-formed kubeconfig whose API server does not answer (nothing listens on port 1).
+UNREACHABLE_KUBECONFIG = _WORKDIR / "unreachable.kubeconfig"
+UNREACHABLE_KUBECONFIG.write_text(
+    json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": "gone", "cluster": {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True}}
+            ],
+            "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
+            "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "u"}}],
+            "current-context": "gone",
+        }
+    )
+)
+BAD_CASES["unreachable-cluster"] = (
+    {"mllab_manage_microk8s": False, "mllab_kubeconfig": str(UNREACHABLE_KUBECONFIG)},
+    False,
+)
 RERUN = "defaults-rerun"
 
 
