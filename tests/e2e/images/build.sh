@@ -5,7 +5,8 @@
 #   busybox                 Debian's busybox-static, for test pods and provisioner helpers
 #   coredns                 cluster DNS, built from its Go module
 #   local-path-provisioner  hostPath PVs on demand, built from its Go module
-# Each archive is rebuilt only when its inputs change (a stamp next to it).
+# Each archive is rebuilt only when its inputs change: a stamp next to it hashes the
+# sources, versions and the shell functions that build it.
 #
 #   tests/e2e/images/build.sh [NAME...]      (default: all)
 set -euo pipefail
@@ -54,7 +55,7 @@ fresh() { # fresh NAME STAMP: true when the archive is up to date
 
 build_pause() {
   local stamp
-  stamp=$(cat "$HERE/pause/go.mod" "$HERE/pause/main.go" "$0" <(go version) <(echo "$PAUSE_IMAGE") | sha256sum)
+  stamp=$(cat "$HERE/pause/go.mod" "$HERE/pause/main.go" <(declare -f rootfs_base pack build_pause) <(go version) <(echo "$PAUSE_IMAGE") | sha256sum)
   fresh pause "$stamp" && { echo "image $PAUSE_IMAGE: up to date"; return; }
   local rootfs=$OUT/pause.rootfs
   rootfs_base "$rootfs"
@@ -68,7 +69,7 @@ build_busybox() {
     echo "images/build.sh: $busybox is missing or not static: apt-get install busybox-static" >&2
     return 1
   fi
-  stamp=$(cat "$busybox" "$0" <(echo "$BUSYBOX_IMAGE") | sha256sum)
+  stamp=$(cat "$busybox" <(declare -f rootfs_base pack build_busybox) <(echo "$BUSYBOX_IMAGE") | sha256sum)
   fresh busybox "$stamp" && { echo "image $BUSYBOX_IMAGE: up to date"; return; }
   local rootfs=$OUT/busybox.rootfs applet
   rootfs_base "$rootfs"
@@ -82,7 +83,7 @@ build_busybox() {
 # A static Go program from the module proxy, alone in its image.
 build_gomod() { # build_gomod NAME MODULE VERSION IMAGE ENTRYPOINT_JSON
   local name=$1 module=$2 version=$3 image=$4 entrypoint=$5 stamp
-  stamp=$(cat "$0" <(go version) <(echo "$module@$version $image $entrypoint") | sha256sum)
+  stamp=$(cat <(declare -f rootfs_base pack build_gomod) <(go version) <(echo "$module@$version $image $entrypoint") | sha256sum)
   fresh "$name" "$stamp" && { echo "image $image: up to date"; return; }
   local rootfs=$OUT/$name.rootfs
   rootfs_base "$rootfs"
@@ -95,7 +96,7 @@ build_gomod() { # build_gomod NAME MODULE VERSION IMAGE ENTRYPOINT_JSON
 # Debian's python3 in a minbase rootfs: the base of the platform images.
 build_python_base() {
   local stamp suite=bookworm
-  stamp=$(cat "$0" <(echo "$PYTHON_BASE_IMAGE $suite") | sha256sum)
+  stamp=$(cat <(declare -f pack build_python_base) <(echo "$PYTHON_BASE_IMAGE $suite") | sha256sum)
   fresh python-base "$stamp" && { echo "image $PYTHON_BASE_IMAGE: up to date"; return; }
   local rootfs=$OUT/python-base.rootfs
   rm -rf "$rootfs"
@@ -112,7 +113,7 @@ build_dockerfile() { # build_dockerfile NAME IMAGE BUILD_ARG...
   local name=$1 image=$2; shift 2
   local stamp arg args=()
   for arg in "$@"; do args+=(--build-arg "$arg"); done
-  stamp=$(cat "$0" "$HERE/$name/Dockerfile" "$OUT/python-base.stamp" <(echo "$image $*") | sha256sum)
+  stamp=$(cat <(declare -f build_dockerfile) "$HERE/$name/Dockerfile" "$OUT/python-base.stamp" <(echo "$image $*") | sha256sum)
   fresh "$name" "$stamp" && { echo "image $image: up to date"; return; }
   docker load -i "$OUT/python-base.tar" >/dev/null
   local ctx
