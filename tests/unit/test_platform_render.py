@@ -250,7 +250,7 @@ def test_every_object_carries_the_recommended_labels(matrix, case):
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_every_workload_has_a_service_and_an_ingress_when_enabled(matrix, case):
     run = matrix[case]
-    ingress_on = run.settings.get("platform_common_ingress_enabled", True)
+    ingress_on = harness.flag(run.settings.get("platform_common_ingress_enabled", True))
     for obj in run.of_kind("Deployment") + run.of_kind("StatefulSet"):
         ns, pod_labels = obj["metadata"]["namespace"], obj["spec"]["template"]["metadata"]["labels"]
         services = [
@@ -291,7 +291,7 @@ def test_mlflow_paths_hosts_and_metrics_agree(matrix, case):
         assert name in hosts
     if run.settings.get("platform_common_ingress_host"):
         assert run.settings["platform_common_ingress_host"] in hosts
-    if run.settings.get("platform_common_ingress_enabled", True):
+    if harness.flag(run.settings.get("platform_common_ingress_enabled", True)):
         assert run.get("Ingress", "mlflow")["spec"]["rules"][0]["http"]["paths"][0]["path"] == (prefix or "/")
     monitor = run.get("ServiceMonitor", "mlflow")
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"  # not prefixed: see the mlflow server test
@@ -327,7 +327,7 @@ def test_mlflow_auth(matrix):
     ini = run.get("ConfigMap", "mlflow-auth-config")["data"]["basic_auth.ini"]
     assert "admin_password" not in ini and "database_uri = sqlite:////mlflow/data/basic_auth.db" in ini
     jupyter = run.get("Deployment", "jupyter")["spec"]["template"]["spec"]["containers"][0]
-    assert jupyter["envFrom"] == [{"secretRef": {"name": "mlflow-credentials"}}]
+    assert jupyter["envFrom"] == [{"secretRef": {"name": "mlflow-credentials", "optional": True}}]
     assert run.get("Secret", "mlflow-credentials", "ml-labs")
     assert "--app-name=basic-auth" not in _args(matrix["defaults"], "Deployment", "mlflow")
 

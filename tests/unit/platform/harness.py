@@ -96,13 +96,14 @@ CASES: dict[str, dict[str, Any]] = {
         "platform_common_ingress_tls_secret": "lab-tls",
         "jupyter_pip_packages": ["mllab==0.1.0"],
     },
+    # Booleans given as strings here, as `-e name=false` on the command line gives them.
     "existing-cluster": {
-        "mllab_manage_microk8s": False,
+        "mllab_manage_microk8s": "false",
         "platform_common_storage_class": "local-path",
         "platform_common_ingress_class": "nginx",
     },
     "ingress-off": {
-        "platform_common_ingress_enabled": False,
+        "platform_common_ingress_enabled": "false",
         "mlflow_ingress_path": "/",
         "jupyter_ingress_path": "/",
     },
@@ -177,7 +178,7 @@ def _finish(proc: subprocess.Popen, render_dir: Path, artifacts: Path, settings:
         for path in sorted(render_dir.glob("*.yaml")):
             docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
             if path.name.startswith("helm-"):
-                run.helm[docs[0]["name"]] = docs[0]
+                run.helm |= {doc["name"]: doc for doc in docs}
             else:
                 for doc in docs:
                     doc["_bundle"] = path.stem
@@ -252,6 +253,11 @@ def render_matrix() -> dict[str, Run]:
     again.settings = {"secrets_first": secrets_first, "rc_first": first.rc}
     runs[RERUN] = again
     return runs
+
+
+def flag(value: Any) -> bool:
+    """A setting's truth as Ansible's bool filter reads it ("false" from -e is False)."""
+    return str(value).strip().lower() in ("true", "yes", "on", "1")
 
 
 def strip_private(obj: dict[str, Any]) -> dict[str, Any]:
