@@ -35,6 +35,12 @@ def test_v1_errors_say_what_is_wrong(body: object, message: str) -> None:
         parse_v1(body)
 
 
+def test_v1_body_without_json_content_type() -> None:
+    assert parse_v1(b'{"instances": [[0]]}'.replace(b"[0]", str([0] * 64).encode())).shape == (1, 64)
+    with pytest.raises(BadRequest, match="not valid JSON"):
+        parse_v1(b"instances=1")
+
+
 def test_v2_input() -> None:
     X = parse_v2_input("pixels", "FP32", [2, 64], list(range(128)))
     assert X.shape == (2, 64) and X[1, 0] == 64

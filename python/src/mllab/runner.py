@@ -47,7 +47,10 @@ def run_lab(lab: LabInfo, backend_name: str = "local", quick: bool = False, cons
         # Keep the failed attempt's logs for diagnosis, clearly apart from the last good run.
         failed = lab_dir(lab) / "run.failed"
         shutil.rmtree(failed, ignore_errors=True)
-        staging.rename(failed)
+        if any(staging.iterdir()):
+            staging.rename(failed)
+        else:
+            staging.rmdir()
         raise
     wall = round(time.monotonic() - started, 1)
     meta = {

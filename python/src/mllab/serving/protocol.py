@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -37,6 +38,13 @@ def _rows(instances: Any) -> np.ndarray:
 
 
 def parse_v1(body: Any) -> np.ndarray:
+    if isinstance(body, bytes | bytearray | str):  # e.g. `curl -d` without a JSON content type
+        try:
+            body = json.loads(body)
+        except ValueError:
+            raise BadRequest(
+                f"the request body is not valid JSON; send Content-Type: application/json and {V1_EXAMPLE}"
+            ) from None
     if not isinstance(body, dict) or "instances" not in body:
         got = sorted(body) if isinstance(body, dict) else type(body).__name__
         raise BadRequest(f"a V1 request needs an 'instances' list (got {got}); example: {V1_EXAMPLE}")
