@@ -35,3 +35,16 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def mllab_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "mllab", *args]
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Live processes whose full command line contains `text` (read from /proc: never truncated)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in args and int(cmdline.parent.name) != os.getpid():
+            found.append(f"{cmdline.parent.name}: {args[:200]}")
+    return found

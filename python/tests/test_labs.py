@@ -14,20 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import mllab_cmd
-
-
-def processes_mentioning(text: str) -> list[str]:
-    """Live processes whose full command line contains `text` (read from /proc: never truncated)."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in args and int(cmdline.parent.name) != os.getpid():
-            found.append(f"{cmdline.parent.name}: {args[:200]}")
-    return found
+from conftest import mllab_cmd, processes_mentioning
 
 
 @pytest.mark.timeout(900)

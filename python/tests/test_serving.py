@@ -126,12 +126,12 @@ def test_delayed_labels_feed_the_accuracy_gauge(client) -> None:
 
 
 def test_server_process_group_is_gone_after_the_context(models: dict[str, Path], tmp_path: Path) -> None:
-    import subprocess
+    from conftest import processes_mentioning
 
     backend = LocalBackend(root=tmp_path)
     with backend.serve(ServeSpec("gone", {"digits": models["v1"]}, workdir=tmp_path)) as ep:
         port = int(ep.url.rsplit(":", 1)[1])
-        pgid = int(subprocess.check_output(["pgrep", "-f", f"mllab.serving --http-port {port}"]).split()[0])
+        pgid = int(processes_mentioning(f"mllab.serving --http-port {port}")[0].split(":")[0])
         assert port_is_open(port)
     assert not port_is_open(port), "stale port after the server stopped"
     assert not group_alive(pgid), "orphan server processes"
