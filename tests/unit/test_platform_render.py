@@ -364,10 +364,11 @@ def test_no_secret_value_outside_secrets(matrix, case):
 
 
 def test_secrets_are_stable_between_runs(matrix):
-    """Generated once, read back on later runs (idempotent Secrets)."""
+    """Generated once, read back on later runs (idempotent Secrets); a second run changes nothing."""
     again = harness.render_matrix()[harness.RERUN]
     assert again.settings["rc_first"] == 0 and again.rc == 0, again.output[-2000:]
     assert again.secrets == again.settings["secrets_first"]
+    assert re.search(r"localhost\s*: ok=\d+\s+changed=0\s", again.output), "second render run changed something"
     assert len(again.secrets) == len(matrix["defaults"].secrets)
     token = again.get("Secret", "jupyter-token")["data"]["token"]
     assert base64.b64decode(token).decode() == again.secrets["jupyter-token"]
