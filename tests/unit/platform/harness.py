@@ -15,6 +15,7 @@ standard library module if it were imported as a package).
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -141,6 +142,7 @@ class Run:
 
 
 _WORKDIR = Path(tempfile.mkdtemp(prefix="mllab-platform-render-"))
+atexit.register(shutil.rmtree, _WORKDIR, ignore_errors=True)  # rendered Secrets and generated passwords
 
 
 def _start(
