@@ -18,7 +18,7 @@ MOLECULE_DISTROS ?= bookworm trixie
 MOLECULE_SCENARIOS := $(sort $(filter-out %-real/molecule.yml,$(wildcard roles/*/molecule/*/molecule.yml)))
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help site verify reset test lint unit molecule molecule-images molecule-real labs-test bench clean
+.PHONY: help site verify platform-render reset test lint unit molecule molecule-images molecule-real labs-test bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -49,6 +49,9 @@ verify: $(VENV)/.dev ## testinfra, layer by layer, against the hosts of $(INVENT
 	$(PYTEST) tests/infra -p no:cacheprovider --hosts='ansible://all' \
 	  --ansible-inventory=$(INVENTORY) --force-ansible -rs
 
+platform-render: $(VENV)/.collections ## render the platform layer to artifacts/render (no cluster contacted)
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/platform.yml -e platform_common_render_dir=$(CURDIR)/artifacts/render
+
 reset: $(VENV)/.collections ## tear the lab down (playbooks/reset.yml)
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/reset.yml $(ANSIBLE_ARGS)
 
@@ -62,7 +65,8 @@ lint: $(VENV)/.dev $(VENV)/.collections ## yamllint, ansible-lint (production), 
 	$(BIN)/ansible-playbook --syntax-check site.yml playbooks/reset.yml
 	$(BIN)/ansible-lint --profile production --offline
 
-unit: $(VENV)/.dev ## unit tests (parsers, filters, rendering, schemas, alert rules)
+# The platform tests start real MLflow and KServe servers, so they need the labs extras too.
+unit: $(VENV)/.dev $(VENV)/.labs ## unit tests (parsers, filters, rendering, schemas, alert rules)
 	$(PYTEST) tests/unit -q -ra
 
 molecule-images: ## build the local Debian systemd images molecule uses
