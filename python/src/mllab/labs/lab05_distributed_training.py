@@ -15,9 +15,10 @@ from mllab.backends import JobSpec
 from mllab.errors import JobFailed
 from mllab.labs.base import Check, LabContext
 
-# Two processes sum the gradient halves in a different order than one process: the weights
-# drift apart by float32 rounding only (amplified a little by momentum over the steps). Stated tolerances:
-WEIGHT_RTOL = 5e-3  # ||w_N - w_1|| / ||w_1|| over all parameters together
+# Two processes sum the gradient halves in a different order than one process: the weights differ
+# by rounding only. In float32 that rounding is amplified by SGD+momentum to ~1e-3 over a few epochs;
+# the job trains in float64, where the gap stays at rounding level (~1e-16 measured). Stated tolerances:
+WEIGHT_RTOL = 1e-6  # ||w_N - w_1|| / ||w_1|| over all parameters together (float64 training)
 ACCURACY_TOL = 0.01  # |acc_N - acc_1|
 
 HINTS = [
