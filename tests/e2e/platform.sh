@@ -5,9 +5,9 @@
 #
 #   tests/e2e/platform.sh [apply|test|all]      (default: all)
 #
-# What runs here so far: MLflow (image built from PyPI, images/mlflow). JupyterLab,
-# KServe and monitoring stay disabled until their images and CRDs are built locally
-# (issue 6); their tests skip with the reason.
+# What runs here so far: MLflow and JupyterLab (images built from PyPI on Debian's
+# Python: images/mlflow, images/jupyter). KServe and monitoring stay disabled until
+# their controllers and CRDs are built locally (issue 6); their tests skip with the reason.
 set -euo pipefail
 
 E2E=$(cd "$(dirname "$0")" && pwd)
@@ -24,7 +24,7 @@ VARS=$CACHE/platform-vars.yml
 
 apply() {
   [[ -f $KUBECONFIG_E2E ]] || { echo "platform.sh: no e2e cluster (tests/e2e/cluster up)" >&2; exit 1; }
-  "$E2E/cluster" import mlflow
+  "$E2E/cluster" import mlflow jupyter
   mkdir -p "$ARTIFACTS"
   cat >"$VARS" <<EOF
 mllab_manage_microk8s: false
@@ -33,7 +33,7 @@ mllab_kubeconfig: $KUBECONFIG_E2E
 platform_common_storage_class: local-path
 platform_common_helm_binary: $CACHE/bin/helm
 mlflow_image: $MLFLOW_IMAGE
-jupyter_enabled: false
+jupyter_image: $JUPYTER_IMAGE
 kserve_enabled: false
 monitoring_enabled: false
 EOF

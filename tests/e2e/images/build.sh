@@ -108,17 +108,18 @@ build_python_base() {
     'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' 'CMD ["/usr/bin/python3"]'
 }
 
-# A Dockerfile in images/NAME on top of the python base (kept in docker while built).
+# images/NAME (a Dockerfile and the files it copies) on top of the python base.
 build_dockerfile() { # build_dockerfile NAME IMAGE BUILD_ARG...
   local name=$1 image=$2; shift 2
   local stamp arg args=()
   for arg in "$@"; do args+=(--build-arg "$arg"); done
-  stamp=$(cat <(declare -f build_dockerfile) "$HERE/$name/Dockerfile" "$OUT/python-base.stamp" <(echo "$image $*") | sha256sum)
+  stamp=$(cat <(declare -f build_dockerfile) "$HERE/$name"/* "$OUT/python-base.stamp" <(echo "$image $*") | sha256sum)
   fresh "$name" "$stamp" && { echo "image $image: up to date"; return; }
   docker load -i "$OUT/python-base.tar" >/dev/null
   local ctx
   ctx=$(mktemp -d)
-  cp "$HERE/$name/Dockerfile" /etc/ssl/certs/ca-certificates.crt "$ctx/"
+  cp -r "$HERE/$name/." "$ctx/"
+  cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
   nice -n 19 docker build -q --network host --build-arg "BASE=$PYTHON_BASE_IMAGE" "${args[@]}" \
     -t "$image" "$ctx" >/dev/null
   rm -rf "$ctx"
@@ -144,7 +145,9 @@ for name in "${names[@]}"; do
     python-base) build_python_base ;;
     mlflow) build_python_base
             build_dockerfile mlflow "$MLFLOW_IMAGE" "MLFLOW_VERSION=$MLFLOW_VERSION" ;;
-    *) echo "images/build.sh: unknown image '$name' (pause, busybox, coredns, local-path-provisioner, python-base, mlflow)" >&2
+    jupyter) build_python_base
+             build_dockerfile jupyter "$JUPYTER_IMAGE" "JUPYTERLAB_VERSION=$JUPYTERLAB_VERSION" ;;
+    *) echo "images/build.sh: unknown image '$name' (pause, busybox, coredns, local-path-provisioner, python-base, mlflow, jupyter)" >&2
        exit 2 ;;
   esac
 done
