@@ -42,7 +42,7 @@ def run(ctx: LabContext) -> dict[str, Any]:
         ],
         workdir=ctx.rundir,
     )
-    with ctx.console.status("benchmarking CPU" + " and GPU" * 1):
+    with ctx.console.status("benchmarking the CPU (and the GPU, if CUDA sees one)"):
         res = ctx.backend.run_job(spec)
     if not res.succeeded:
         raise JobFailed(f"the benchmark job ended {res.status} (exit codes {res.exit_codes})", f"read {res.log}")

@@ -54,7 +54,7 @@ def digits_trial(params: dict[str, Any], trial_name: str, experiment: str, paren
 def run(ctx: LabContext) -> dict[str, Any]:
     mlflow = ctx.mlflow()
     from rich.progress import Progress
-    from rich.table import Table
+    from rich.table import Column, Table
 
     space = SearchSpace.from_katib(SPACE)
     max_trials = 6 if ctx.quick else 16
@@ -98,7 +98,9 @@ def run(ctx: LabContext) -> dict[str, Any]:
         if best:
             mlflow.log_metric("best_accuracy", best.value)  # type: ignore[arg-type]
             mlflow.log_params({f"best_{k}": v for k, v in best.params.items()})
-    table = Table("trial", "status", "accuracy", *[p.name for p in space.parameters], title="trials")
+    table = Table(
+        Column("trial", no_wrap=True), "status", "accuracy", *[p.name for p in space.parameters], title="trials"
+    )
     for t in exp.trials:
         table.add_row(
             t.name,
