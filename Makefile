@@ -18,7 +18,7 @@ MOLECULE_DISTROS ?= bookworm trixie
 MOLECULE_SCENARIOS := $(sort $(filter-out %-real/molecule.yml,$(wildcard roles/*/molecule/*/molecule.yml)))
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help site verify platform-render reset test lint unit molecule molecule-images molecule-real labs-test bench clean
+.PHONY: help site verify platform-render reset test lint unit molecule molecule-images molecule-real labs-test e2e e2e-build e2e-up e2e-down bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -97,6 +97,20 @@ $(VENV)/.labs: python/pyproject.toml | $(BIN)/activate
 
 labs-test: $(VENV)/.labs ## the mllab package: every lab's run + check on the local backend (CPU), unit tests
 	MLLAB_HOME=$$(mktemp -d) $(BIN)/python -m pytest python/tests -q -ra --timeout=300 --durations=15 -p no:cacheprovider
+
+# --- e2e tier: upstream Kubernetes built offline, run as local processes (root) -------
+# Build outputs and images are cached in $(E2E_CACHE) (default .cache/e2e); tests/e2e/README.md.
+e2e-build: ## build the e2e tier's Kubernetes, tools and images (cached; a warm build is a no-op)
+	tests/e2e/cluster build
+
+e2e-up: ## start the e2e cluster (upstream Kubernetes as local processes)
+	tests/e2e/cluster up
+
+e2e-down: ## stop it; leaves no process, mount or iptables rule behind
+	tests/e2e/cluster down
+
+e2e: $(VENV)/.dev $(VENV)/.collections ## e2e tier: cluster up, go/no-go tests, platform playbook + test_platform, cluster down
+	VENV=$(VENV) tests/e2e/run
 
 # --- benchmarks (not tests: nothing here fails for being slow) ---------------------------
 BENCH_PEERS := .cache/bench/mlserver-venv
