@@ -89,6 +89,16 @@ def versions(*dists: str) -> dict[str, str]:
     return out
 
 
+def peer_versions() -> dict[str, str]:
+    """Versions inside the peers' own venv (MLServer), which the bench's interpreter cannot import."""
+    py = ROOT / ".cache/bench/mlserver-venv/bin/python"
+    if not py.exists():
+        return {"mlserver": "not installed"}
+    code = "from importlib import metadata as m; print(m.version('mlserver'), m.version('mlserver-sklearn'))"
+    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True).stdout.split()
+    return {"mlserver": out[0], "mlserver-sklearn": out[1]} if len(out) == 2 else {"mlserver": "unknown"}
+
+
 def _cores() -> int:
     import os
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, print_sections, versions, write_chart, write_report
+from common import ROOT, peer_versions, print_sections, versions, write_chart, write_report
 
 # section -> (module in bench/, function returning a common.Section)
 RUNNERS = {
@@ -45,7 +45,8 @@ def main() -> int:
     print_sections(results)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    vers = versions("mllab", "torch", "mlflow", "kserve", "mlserver", "onnxruntime", "scikit-learn", "molecule")
+    vers = versions("mllab", "torch", "mlflow", "kserve", "onnxruntime", "skl2onnx", "scikit-learn", "molecule")
+    vers.update(peer_versions())
     command = "make bench" + (f" BENCH={args.only}" if args.only else "")
     write_report(results, vers, command, out)
     write_chart(results, out.with_suffix(".png"))

@@ -15,10 +15,6 @@ import urllib.request
 
 import numpy as np
 import pytest
-
-pytest.importorskip("onnxruntime")
-pytest.importorskip("skl2onnx")
-
 from mllab import fastserve as fs
 
 

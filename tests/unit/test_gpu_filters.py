@@ -72,6 +72,13 @@ def test_smi_list_mig_and_plain():
     assert old[0]["mig"] == [{"index": 0, "profile": "", "uuid": "MIG-GPU-838f60d9-651f-9166-ea42-f9da674a6947/1/0"}]
 
 
+def test_smi_list_on_output_captured_from_a_real_h200():
+    (gpu,) = g.mllab_gpu_smi_list(sample("nvidia-smi-L-h200-captured.txt"))
+    assert gpu == {"index": 0, "name": "NVIDIA H200", "uuid": "GPU-79dd2938-9268-585b-ac13-8f39457ab715", "mig": []}
+    summary = g.mllab_gpu_summary("", {"rc": 0, "stdout": sample("nvidia-smi-L-h200-captured.txt")})
+    assert summary["present"] and summary["driver"] == "loaded" and summary["names"] == ["NVIDIA H200"]
+
+
 def test_smi_list_error_text_is_malformed():
     with pytest.raises(g.GpuOutputError, match=re.escape("expected 'GPU <n>: <name> (UUID: GPU-...)'")):
         g.mllab_gpu_smi_list(sample("nvidia-smi-failed-malformed.txt"))
