@@ -17,23 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins" / "filter"))
 
 import mllab_microk8s as mk  # noqa: E402
+from knobs import knob  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def _cluster_layer(require_layer):
     require_layer("cluster")
-
-
-def knob(host, name: str):
-    """An inventory value for this host, else the role default that defines it."""
-    variables = host.ansible.get_variables()
-    if name in variables and "{{" not in str(variables[name]):
-        return variables[name]
-    for path in sorted(ROOT.glob("roles/*/defaults/main.yml")):
-        defaults = yaml.safe_load(path.read_text()) or {}
-        if name in defaults:
-            return defaults[name]
-    raise KeyError(name)
 
 
 def groups(host) -> dict[str, list[str]]:

@@ -10,28 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins" / "filter"))
 
 import mllab_gpu as mg  # noqa: E402
+from knobs import knob  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def _gpu_layer(require_layer):
     require_layer("gpu")
-
-
-def knob(host, name: str):
-    variables = host.ansible.get_variables()
-    if name in variables and "{{" not in str(variables[name]):
-        return variables[name]
-    for path in sorted(ROOT.glob("roles/*/defaults/main.yml")):
-        defaults = yaml.safe_load(path.read_text()) or {}
-        if name in defaults:
-            return defaults[name]
-    raise KeyError(name)
 
 
 def gpus(host) -> list[dict]:
