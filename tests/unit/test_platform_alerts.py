@@ -4,23 +4,13 @@ and do not fire each alert (tests/unit/platform/alerts.test.yml)."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
+import harness  # tests/unit/platform (conftest.py)
 import pytest
 import yaml
-
-_spec = importlib.util.spec_from_file_location(
-    "mllab_platform_harness", Path(__file__).parent / "platform" / "harness.py"
-)
-harness = sys.modules.get("mllab_platform_harness")
-if harness is None:
-    harness = importlib.util.module_from_spec(_spec)
-    sys.modules["mllab_platform_harness"] = harness
-    _spec.loader.exec_module(harness)
 
 ALERTS = {"ModelAccuracyDegraded", "ModelLatencyHigh", "ModelFeatureDrift", "TrainingJobFailed"}
 TESTS = Path(__file__).parent / "platform" / "alerts.test.yml"

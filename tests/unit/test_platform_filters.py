@@ -3,14 +3,10 @@ before anything is applied (images, quantities, quotas, kubeconfig, names, MLflo
 
 from __future__ import annotations
 
-import sys
 from decimal import Decimal
-from pathlib import Path
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "filter"))
 import mllab_platform as mp
+import pytest
 
 # --- images ---------------------------------------------------------------------------------
 

@@ -23,16 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import harness  # tests/unit/platform (conftest.py)
 import pytest
-
-_spec = importlib.util.spec_from_file_location(
-    "mllab_platform_harness", Path(__file__).parent / "platform" / "harness.py"
-)
-harness = sys.modules.get("mllab_platform_harness")
-if harness is None:
-    harness = importlib.util.module_from_spec(_spec)
-    sys.modules["mllab_platform_harness"] = harness
-    _spec.loader.exec_module(harness)
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -8,27 +8,14 @@ Bad settings must stop the run before anything is applied, naming the value."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import re
 import stat
-import sys
-from pathlib import Path
 from typing import Any
 
+import harness  # tests/unit/platform (conftest.py)
+import mllab_platform
 import pytest
-
-_spec = importlib.util.spec_from_file_location(
-    "mllab_platform_harness", Path(__file__).parent / "platform" / "harness.py"
-)
-harness = sys.modules.get("mllab_platform_harness")
-if harness is None:
-    harness = importlib.util.module_from_spec(_spec)
-    sys.modules["mllab_platform_harness"] = harness
-    _spec.loader.exec_module(harness)
-
-sys.path.insert(0, str(harness.ROOT / "plugins" / "filter"))
-import mllab_platform  # noqa: E402
 
 pytestmark = pytest.mark.timeout(900)
 

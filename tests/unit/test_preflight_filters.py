@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
+import mllab_preflight as pf  # plugins/filter (conftest.py)
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("mllab_preflight", ROOT / "plugins/filter/mllab_preflight.py")
-pf = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pf)
 
 GIB = 1024**3
 

@@ -1,0 +1,13 @@
+"""Puts the code under test on the import path once for every unit test: the filter
+plugins (plugins/filter, imported as plain modules) and the platform test harness
+(tests/unit/platform/harness.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+for folder in (ROOT / "plugins" / "filter", ROOT / "tests" / "unit" / "platform"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
