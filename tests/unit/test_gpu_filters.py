@@ -8,23 +8,20 @@ import re
 from pathlib import Path
 
 import pytest
+import samples  # tests/unit/samples (conftest.py puts tests/unit on the path)
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
 import mllab_gpu as g  # noqa: E402
 
-SAMPLES = ROOT / "tests" / "unit" / "samples" / "gpu"
-
 
 def sample(name: str) -> str:
-    text = (SAMPLES / name).read_text(encoding="utf-8")
-    return "\n".join(line for line in text.splitlines() if not line.startswith("#~")) + "\n"
+    return samples.sample("gpu", name)
 
 
 def test_every_sample_names_its_source():
-    for path in SAMPLES.iterdir():
-        assert path.read_text(encoding="utf-8").startswith("#~ "), f"{path.name} has no provenance header"
+    assert samples.without_provenance("gpu") == []
 
 
 def test_lspci_server_t4_only_nvidia():

@@ -8,12 +8,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import samples  # tests/unit/samples (conftest.py puts tests/unit on the path)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 import mllab_microk8s as m  # noqa: E402
-
-SAMPLES = ROOT / "tests" / "unit" / "samples" / "microk8s"
 
 LAB_ADDONS = {
     "dns": {"enabled": True},
@@ -30,14 +29,11 @@ LAB_ADDONS = {
 
 
 def sample(name: str) -> str:
-    """A sample without its `#~` provenance header."""
-    text = (SAMPLES / name).read_text(encoding="utf-8")
-    return "\n".join(line for line in text.splitlines() if not line.startswith("#~")) + "\n"
+    return samples.sample("microk8s", name)
 
 
 def test_every_sample_names_its_source():
-    for path in SAMPLES.iterdir():
-        assert path.read_text(encoding="utf-8").startswith("#~ "), f"{path.name} has no provenance header"
+    assert samples.without_provenance("microk8s") == []
 
 
 # --------------------------------------------------------------------------- status

@@ -14,7 +14,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,12 +23,6 @@ import harness  # tests/unit/platform (conftest.py)
 import pytest
 
 pytestmark = pytest.mark.timeout(900)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module", params=["defaults", "ingress-off"])
@@ -43,7 +36,7 @@ def jupyter(request, tmp_path_factory):
     token = base64.b64decode(run.get("Secret", "jupyter-token")["data"]["token"]).decode()
     assert container["args"][0] == "start-notebook.py"
     work = tmp_path_factory.mktemp("jupyter")
-    port = _free_port()
+    port = harness.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER")}
     env |= {
         "HOME": str(work),

@@ -12,7 +12,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import harness  # tests/unit/platform (conftest.py)
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,12 +51,6 @@ SERVER = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def model_server(tmp_path_factory):
     missing = [m for m in ("kserve", "sklearn", "joblib") if importlib.util.find_spec(m) is None]
@@ -70,10 +64,17 @@ def model_server(tmp_path_factory):
     iris = load_iris()
     joblib.dump(SVC(gamma="scale").fit(iris.data, iris.target), work / "model.joblib")
     (work / "server.py").write_text(SERVER)
-    port = _free_port()
+    port = harness.free_port()
     log = (work / "server.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, str(work / "server.py"), NAME, str(work / "model.joblib"), str(port), str(_free_port())],
+        [
+            sys.executable,
+            str(work / "server.py"),
+            NAME,
+            str(work / "model.joblib"),
+            str(port),
+            str(harness.free_port()),
+        ],
         cwd=work,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,12 +36,6 @@ def matrix_monitor():
     return endpoint
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module", params=["defaults", "auth"])
 def server(request, tmp_path_factory):
     mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
@@ -57,7 +50,7 @@ def server(request, tmp_path_factory):
     container = run.get("Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]
     work = tmp_path_factory.mktemp("mlflow-server")
     (work / "data").mkdir()
-    port = _free_port()
+    port = harness.free_port()
 
     def local(text: str) -> str:
         return (

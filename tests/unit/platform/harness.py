@@ -20,6 +20,7 @@ import functools
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import zipfile
@@ -255,6 +256,13 @@ def render_matrix() -> dict[str, Run]:
     again.settings = {"secrets_first": secrets_first, "rc_first": first.rc}
     runs[RERUN] = again
     return runs
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, for the servers the platform tests start."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def flag(value: Any) -> bool:
