@@ -13,7 +13,6 @@ import http.client
 import importlib.util
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -84,12 +83,7 @@ def jupyter(request, tmp_path_factory):
         time.sleep(1)
     base = next(a for a in container["args"] if a.startswith("--ServerApp.base_url=")).split("=", 1)[1]
     yield {"get": get, "token": token, "base": base, "probe": probe, "container": container}
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+    harness.stop_server(proc, log)
 
 
 def test_probes_answer_without_the_token(jupyter):

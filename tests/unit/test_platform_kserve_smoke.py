@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shlex
-import signal
 import subprocess
 import sys
 import textwrap
@@ -94,12 +92,7 @@ def model_server(tmp_path_factory):
             pytest.fail("KServe model server did not start: " + (work / "server.log").read_text()[-3000:])
         time.sleep(1)
     yield base
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+    harness.stop_server(proc, log)
 
 
 def _run_like_the_role(name: str, base: str) -> subprocess.CompletedProcess:

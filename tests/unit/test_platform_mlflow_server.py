@@ -15,7 +15,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -136,12 +135,7 @@ def server(request, tmp_path_factory):
         "auth": case == "auth",
         "case": case,
     }
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+    harness.stop_server(proc, log)
 
 
 def test_the_role_pins_the_mlflow_of_the_lab_client(server):
