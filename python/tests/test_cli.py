@@ -86,12 +86,20 @@ def test_bad_flags_exit_2_with_a_message(args: tuple[str, ...], needle: str, hom
     assert needle in out.stderr
 
 
-def test_k8s_backend_is_not_available_yet(home: Path) -> None:
-    out = run("run", "2", "--backend", "k8s")
-    assert out.returncode == 3
-    assert "not available yet" in out.stderr and "cluster-backend issue" in out.stderr
-    assert "--backend local" in out.stderr
+def test_k8s_backend_without_a_cluster_says_what_to_set(home: Path, tmp_path: Path) -> None:
+    """No kubeconfig: exit 3 naming KUBECONFIG, before anything is written. (The k8s backend's real
+    runs are in the e2e tier: tests/e2e/labs.sh.)"""
+    missing = tmp_path / "no-such-kubeconfig"
+    out = run("run", "2", "--backend", "k8s", env={"KUBECONFIG": str(missing), "KUBERNETES_SERVICE_HOST": ""})
+    assert out.returncode == 3, out.stderr
+    assert "no usable kubeconfig" in out.stderr and "KUBECONFIG" in out.stderr
     assert not (home / "labs").exists(), "nothing may be written when the backend is refused"
+
+
+def test_k8s_backend_names_a_bad_namespace(home: Path) -> None:
+    out = run("run", "2", "--backend", "k8s", env={"MLLAB_TRAINING_NAMESPACE": "Bad_NS"})
+    assert out.returncode == 2, out.stderr
+    assert "MLLAB_TRAINING_NAMESPACE='Bad_NS'" in out.stderr and "lowercase" in out.stderr
 
 
 def test_serve_rejects_a_directory_without_a_model(home: Path, tmp_path: Path) -> None:

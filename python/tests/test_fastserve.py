@@ -212,3 +212,24 @@ def test_server_refuses_bad_requests_and_keeps_serving(server):
     assert status == 404 and "'other' is not served here" in body["error"]
     status, body = call(server + "/v1/models/iris:predict", {"instances": [[5.1, 3.5, 1.4, 0.2]]})
     assert status == 200 and body["predictions"] == [0]
+
+
+def test_smoke_model_writes_a_model_the_server_loads_from_its_directory(tmp_path):
+    """`smoke-model DIR` then `serve DIR` is what the kserve role's mllab-fastserve runtime does."""
+    path = fs.smoke_model(tmp_path / "models")
+    assert path == tmp_path / "models" / "model.onnx"
+    assert fs.resolve_model(tmp_path / "models") == path
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    acc = float((fs.OnnxClassifier(path).predict(X.astype("float32")) == y).mean())
+    assert acc > 0.95, acc  # a forest fits iris's training rows almost perfectly
+    assert not list((tmp_path / "models").glob("*.partial"))
+
+
+def test_serve_names_a_missing_model_and_how_to_make_one(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        fs.main(["serve", str(tmp_path), "--name", "iris"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "model.onnx" in err and "smoke-model" in err

@@ -42,7 +42,13 @@ def test_ctrl_c_stops_every_child_and_keeps_no_partial_run(home: Path) -> None:
     env = {**os.environ, "MLLAB_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen(
-        mllab_cmd("run", "2", "--quick"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        mllab_cmd("run", "2", "--quick"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # as in a terminal: a test runner started in the background inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 200
     while time.monotonic() < deadline and not any("mllab.training" in p for p in processes_mentioning(str(home))):

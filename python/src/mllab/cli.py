@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -198,10 +199,17 @@ def cmd_progress(args: argparse.Namespace) -> int:
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
-    from mllab.runner import parse_lab, reset
+    from mllab.runner import parse_lab, recorded_backend, reset
 
     lab = parse_lab(args.lab) if args.lab else None
-    removed = reset(lab)
+    removed: list[Any] = []
+    if lab is not None and (args.backend == "k8s" or recorded_backend(lab) == "k8s"):
+        from mllab.backends.k8s import reset_lab
+        from mllab.backends.k8s_objects import K8sConfig
+
+        cfg = K8sConfig.from_env()
+        removed += reset_lab(lab.number, sorted({cfg.namespace, cfg.serving_namespace}))
+    removed += reset(lab)
     what = f"lab {lab.number}" if lab else "all labs (and the local MLflow store)"
     console.print(f"Reset {what}; removed: {', '.join(map(str, removed)) or 'nothing'}")
     return 0
@@ -261,13 +269,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mllab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def lab_cmd(name: str, help_: str, func: Any, json_flag: bool = False, backend: bool = False) -> Any:
+    def lab_cmd(name: str, help_: str, func: Any, json_flag: bool = False, backend: bool | str = False) -> Any:
         p = sub.add_parser(name, help=help_, description=help_)
         p.add_argument("lab", help="lab number or name (see `mllab list`)")
         if json_flag:
             p.add_argument("--json", action="store_true", help="machine-readable output")
-        if backend:
-            p.add_argument("--backend", choices=["local", "k8s"], default="local", help="where to run (default: local)")
+        if backend == "run":
+            default = os.environ.get("MLLAB_BACKEND") or "local"
+            p.add_argument(
+                "--backend",
+                choices=["local", "k8s"],
+                default=default,
+                help=f"where to run (default: $MLLAB_BACKEND or local; here: {default})",
+            )
+        elif backend:
+            p.add_argument(
+                "--backend", choices=["local", "k8s"], default=None, help="where to check (default: where it ran)"
+            )
         p.set_defaults(func=func)
         return p
 
@@ -275,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
     lab_cmd("start", "show a lab's guide and prepare its working directory", cmd_start)
-    run = lab_cmd("run", "run a lab (the reference solution) on a backend", cmd_run, backend=True)
+    run = lab_cmd("run", "run a lab (the reference solution) on a backend", cmd_run, backend="run")
     run.add_argument("--quick", action="store_true", help="smaller data and epochs (tests, slow machines)")
     lab_cmd(
         "check", "verify a lab's outcomes (pass/fail with reasons and hints)", cmd_check, json_flag=True, backend=True
@@ -285,8 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("progress", help="your progress over all labs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_progress)
-    p = sub.add_parser("reset", help="forget a lab's outputs and progress (all labs if no number)")
+    p = sub.add_parser(
+        "reset", help="forget a lab's outputs and progress (all labs if no number), and delete its cluster objects"
+    )
     p.add_argument("lab", nargs="?", help="lab number or name; omit to reset everything")
+    p.add_argument(
+        "--backend",
+        choices=["local", "k8s"],
+        default=None,
+        help="k8s: also delete the lab's Jobs, Services and InferenceServices (default: when it last ran there)",
+    )
     p.set_defaults(func=cmd_reset)
     p = sub.add_parser("doctor", help="what is reachable (MLflow, cluster, GPU, KServe) and what to fix")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -18,6 +18,10 @@ what is wrong; the server keeps serving.
 
     python -m mllab.fastserve compile model.joblib --sample X.npy -o model.onnx
     python -m mllab.fastserve serve model.onnx --name iris --port 8080
+    python -m mllab.fastserve smoke-model /mnt/models     # iris forest -> /mnt/models/model.onnx
+
+As a KServe ServingRuntime (the kserve role's ``mllab-fastserve``), MODEL is the directory
+KServe mounts at /mnt/models; the server loads ``model.onnx`` from it.
 """
 
 from __future__ import annotations
@@ -276,6 +280,41 @@ def create_app(name: str, model: OnnxClassifier, version: str = "1", max_batch: 
     return app
 
 
+MODEL_FILE = "model.onnx"
+
+
+def resolve_model(path: str | Path) -> Path:
+    """MODEL as given: an ONNX file, or a directory holding model.onnx (KServe's /mnt/models)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / MODEL_FILE
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"no ONNX model at {path} (expected a .onnx file or a directory with {MODEL_FILE}); "
+            "compile one with `python -m mllab.fastserve compile` or `smoke-model`"
+        )
+    return p
+
+
+def smoke_model(out_dir: str | Path, seed: int = 42) -> Path:
+    """The smoke-test model: a 100-tree forest on iris, compiled, checked on every iris row."""
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = load_iris(return_X_y=True)
+    model = RandomForestClassifier(n_estimators=100, random_state=seed).fit(X, y)
+    data = compile_sklearn(model, X)
+    share = agreement(model, OnnxClassifier(data), X)
+    if share < 1.0:
+        raise RuntimeError(f"the compiled smoke model agrees with scikit-learn on only {share:.2%} of iris")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (MODEL_FILE + ".partial")
+    tmp.write_bytes(data)
+    tmp.replace(out / MODEL_FILE)  # a reader never sees half a model
+    return out / MODEL_FILE
+
+
 def serve(model_path: str, name: str, port: int, host: str = "0.0.0.0", max_batch: int = 512) -> None:
     import uvicorn
 
@@ -296,7 +335,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--host", default="0.0.0.0")
     s.add_argument("--max-batch", type=int, default=512)
+    m = sub.add_parser("smoke-model", help="write the smoke-test model (iris forest, compiled) to DIR/model.onnx")
+    m.add_argument("dir")
+    m.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
+    if args.cmd == "smoke-model":
+        path = smoke_model(args.dir, args.seed)
+        print(f"wrote {path}: agrees with scikit-learn on all 150 iris rows")
+        return 0
     if args.cmd == "compile":
         import joblib
 
@@ -309,9 +355,11 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.output).write_bytes(data)
         print(f"wrote {args.output}: agrees with the original on all {len(X)} rows")
         return 0
-    if not Path(args.model).is_file():
-        parser.error(f"model file {args.model} does not exist: compile one with `compile`")
-    serve(args.model, args.name, args.port, args.host, args.max_batch)
+    try:
+        model = resolve_model(args.model)
+    except FileNotFoundError as exc:
+        parser.error(str(exc))
+    serve(str(model), args.name, args.port, args.host, args.max_batch)
     return 0
 
 

@@ -38,6 +38,7 @@ def run_lab(lab: LabInfo, backend_name: str = "local", quick: bool = False, cons
     staging = lab_dir(lab) / "run.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    backend.bind(lab.number, console)
     ctx = LabContext(lab=lab, backend=backend, rundir=staging, console=console, quick=quick, seed=seed_from_env())
     started = time.monotonic()
     try:
@@ -73,11 +74,17 @@ def run_lab(lab: LabInfo, backend_name: str = "local", quick: bool = False, cons
     return {"meta": meta, "result": result}
 
 
+def recorded_backend(lab: LabInfo) -> str | None:
+    rec = load_result(lab)
+    return rec["meta"].get("backend") if rec else None
+
+
 def load_result(lab: LabInfo) -> dict | None:
     return read_json(run_dir(lab) / "result.json")
 
 
-def check_lab(lab: LabInfo, backend_name: str = "local", console: Console | None = None) -> list[Check]:
+def check_lab(lab: LabInfo, backend_name: str | None = None, console: Console | None = None) -> list[Check]:
+    """Check the last run; by default on the backend it ran on."""
     console = console or Console()
     recorded = load_result(lab)
     if recorded is None:
@@ -90,7 +97,8 @@ def check_lab(lab: LabInfo, backend_name: str = "local", console: Console | None
             )
         ]
     else:
-        backend = get_backend(backend_name)
+        backend = get_backend(backend_name or recorded["meta"].get("backend", "local"))
+        backend.bind(lab.number, console)
         module = lab.load()
         ctx = LabContext(
             lab=lab,

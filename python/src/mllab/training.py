@@ -8,6 +8,11 @@ As a job (what the backend runs, like a Kubernetes Job's container)::
 Every `--checkpoint-every` epochs it writes model, optimizer, epoch and every RNG state (torch,
 numpy, random, the shuffling generator). Restarted after a crash, it resumes from the newest
 checkpoint and ends with bitwise the same weights and metrics as an uninterrupted run.
+
+Epoch metrics go to MLflow from a background thread, batched to at most one request a second (an
+epoch is ~0.08 s; one round trip to the tracking server per epoch cost 12-18% of it). So a SIGKILL
+can lose the last second of metrics; the checkpoint holds the full history, and the retry first
+logs the epochs up to its checkpoint that MLflow lacks, then only the epochs MLflow has not seen.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -86,17 +93,102 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)  # a crash while saving never leaves a truncated checkpoint behind
 
 
+class EpochLogger:
+    """The job's per-epoch logger: a JSON line on `stream`, and the metrics to the active MLflow run.
+
+    The training loop only buffers the metrics; one background thread sends them, at most one
+    request every `send_every_s` (the first epoch at once) and the rest on `close()`, which raises
+    if any request failed (a failed request is also raised at the next epoch). `backfill(history)`
+    is for a retry resumed from a checkpoint: it logs the checkpoint's epochs that MLflow lacks (the
+    killed attempt still had them buffered) and stops the re-run epochs it already has from being
+    logged twice (they are bitwise the same).
+    """
+
+    def __init__(self, mlflow: Any = None, stream: Any = None, send_every_s: float = 1.0) -> None:
+        self._stream = stream
+        self.send_every_s = send_every_s
+        self._buffer: list[dict[str, float]] = []
+        self._futures: list[Future[None]] = []
+        self._last_send = float("-inf")
+        self._in_mlflow: set[int] = set()  # steps MLflow already has; only the sender thread touches it
+        self._pool: ThreadPoolExecutor | None = None
+        if mlflow is not None:
+            run = mlflow.active_run()
+            if run is None:
+                raise RuntimeError("EpochLogger needs an active MLflow run (mlflow.start_run)")
+            self._run_id = run.info.run_id
+            self._client = mlflow.MlflowClient()
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mllab-metrics")
+
+    def __call__(self, rec: dict[str, float]) -> None:
+        if self._stream is not None:
+            print(json.dumps(rec), file=self._stream, flush=True)
+        if self._pool is None:
+            return
+        self._raise_failed()
+        self._buffer.append({**rec, "timestamp": int(time.time() * 1000)})
+        if time.monotonic() - self._last_send >= self.send_every_s:
+            self._send()
+
+    def backfill(self, history: list[dict[str, float]]) -> None:
+        if self._pool is not None and history:
+            stamped = [{**rec, "timestamp": int(time.time() * 1000)} for rec in history]
+            self._futures.append(self._pool.submit(self._post, stamped, True))
+
+    def close(self) -> None:
+        """Send what is still buffered and wait for it; raise if any request failed."""
+        if self._pool is None:
+            return
+        self._send()
+        futures, self._futures = self._futures, []
+        self._pool.shutdown(wait=True)
+        self._pool = None  # closed: later epochs are only printed
+        for f in futures:
+            f.result()
+
+    def _send(self) -> None:
+        if self._buffer:
+            batch, self._buffer = self._buffer, []
+            self._futures.append(self._pool.submit(self._post, batch, False))
+            self._last_send = time.monotonic()
+
+    def _raise_failed(self) -> None:
+        done = [f for f in self._futures if f.done()]
+        self._futures = [f for f in self._futures if not f.done()]
+        for f in done:
+            f.result()
+
+    def _post(self, records: list[dict[str, float]], backfill: bool) -> None:  # on the sender thread
+        from mlflow.entities import Metric
+
+        if backfill:  # an epoch is in MLflow if every one of its metrics is
+            keys = [k for k in records[0] if k not in ("epoch", "timestamp")]
+            steps = [{m.step for m in self._client.get_metric_history(self._run_id, k)} for k in keys]
+            self._in_mlflow = set.intersection(*steps)
+        metrics = [
+            Metric(k, v, rec["timestamp"], int(rec["epoch"]))
+            for rec in records
+            if int(rec["epoch"]) not in self._in_mlflow
+            for k, v in rec.items()
+            if k not in ("epoch", "timestamp")
+        ]
+        if metrics:
+            self._client.log_batch(self._run_id, metrics=metrics, synchronous=True)
+
+
 def train(
     cfg: TrainConfig,
     checkpoint_dir: Path | None = None,
     crash_at_epoch: int | None = None,
     on_epoch: Any = None,
     progress: Any = None,
+    on_resume: Callable[[list[dict[str, float]]], None] | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) and return the model, history and fingerprints.
 
     `crash_at_epoch` simulates a node failure: the process SIGKILLs itself halfway through that epoch.
-    `on_epoch(record)` is called after every epoch (the job uses it to log to MLflow).
+    `on_epoch(record)` is called after every epoch (the job passes an `EpochLogger`);
+    `on_resume(history)` once, with the checkpoint's history, when resuming from a checkpoint.
     """
     import torch
     import torch.nn.functional as F
@@ -127,6 +219,9 @@ def train(
         history = state["history"]
         start_epoch = state["epoch"] + 1
         resumed_from = state["epoch"]
+        print(f"resuming from {ckpt.name} (epoch {resumed_from})", file=sys.stderr, flush=True)
+        if on_resume:
+            on_resume(history)
     n = len(Xt)
     task = progress.add_task("training", total=cfg.epochs, completed=start_epoch - 1) if progress else None
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -241,13 +336,14 @@ def main(argv: list[str] | None = None) -> int:
             mlflow.log_params({**asdict(cfg), "crash_at_epoch": args.crash_at_epoch})
         mlflow.set_tag("mllab.attempts", str(attempt))
 
-    def log_epoch(rec: dict[str, float]) -> None:
-        print(json.dumps(rec), flush=True)
-        if mlflow:
-            mlflow.log_metrics({k: v for k, v in rec.items() if k != "epoch"}, step=int(rec["epoch"]))
-
+    logger = EpochLogger(mlflow, sys.stdout)
     started = time.monotonic()
-    out = train(cfg, checkpoint_dir=args.checkpoint_dir, crash_at_epoch=crash, on_epoch=log_epoch)
+    try:
+        out = train(
+            cfg, checkpoint_dir=args.checkpoint_dir, crash_at_epoch=crash, on_epoch=logger, on_resume=logger.backfill
+        )
+    finally:
+        logger.close()  # every epoch in MLflow before the run ends, also when training failed
     model_dir = args.out.parent / "model"
     from mllab.model import save_model_dir
     from mllab.plots import confusion_matrix, learning_curve

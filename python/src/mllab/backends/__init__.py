@@ -1,7 +1,7 @@
 """Backends run a lab's heavy parts: the tracking server, jobs, distributed jobs, model servers.
 
 A lab only uses the `Backend` interface; `local` runs real processes on this machine, `k8s`
-(Jobs, PyTorchJobs, InferenceServices on the cluster) comes with the cluster-backend issue.
+runs the same work as Jobs on the cluster (mllab.backends.k8s).
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ def get_backend(name: str) -> Backend:
 
         return LocalBackend()
     if name == "k8s":
-        raise BackendUnavailable(
-            "the k8s backend is not available yet: running labs as Kubernetes Jobs, PyTorchJobs and "
-            "InferenceServices is the scope of the cluster-backend issue",
-            "use `--backend local` (the default) meanwhile; it runs the same labs with local processes",
-        )
+        try:
+            from mllab.backends.k8s import K8sBackend
+        except ImportError as exc:
+            raise BackendUnavailable(
+                f"the k8s backend needs the kubernetes client ({exc})", "pip install 'mllab[k8s]'"
+            ) from None
+        return K8sBackend()
     raise UsageError(f"unknown backend {name!r}", f"choose one of: {', '.join(BACKENDS)}")

@@ -42,6 +42,7 @@ class JobResult:
     exit_codes: list[int]
     wall_s: float
     log: Path
+    ref: str = ""  # where the backend keeps it (k8s: "namespace/job-name"), for job_state()
 
     @property
     def succeeded(self) -> bool:
@@ -57,6 +58,7 @@ class ServeSpec:
     canary: dict[str, tuple[Path, int]] = field(default_factory=dict)  # model name -> (canary model dir, percent)
     workdir: Path = Path(".")
     extra_args: list[str] = field(default_factory=list)
+    monitor: bool = False  # k8s: a ServiceMonitor so the cluster's Prometheus scrapes it (lab 7)
 
 
 @dataclass
@@ -91,6 +93,13 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Stop everything this backend started."""
+
+    def job_state(self, ref: str) -> dict[str, object] | None:
+        """The job's state as the backend sees it now (None: this backend keeps no record)."""
+        return None
+
+    def bind(self, lab: int, console: object = None) -> None:  # noqa: B027 - optional hook
+        """Called by the runner before a lab runs: backends that label what they create use it."""
 
     def __enter__(self) -> Backend:
         return self

@@ -50,7 +50,13 @@ def _job(ctx: LabContext, name: str, epochs: int, crash_at: int | None) -> dict[
     if crash_at:
         args += ["--crash-at-epoch", str(crash_at)]
     spec = JobSpec(
-        name=name, module="mllab.training", args=args, backoff_limit=2, active_deadline_seconds=900, workdir=out_dir
+        name=name,
+        module="mllab.training",
+        args=args,
+        env={"RANDOM_SEED": str(ctx.seed)},
+        backoff_limit=2,
+        active_deadline_seconds=900,
+        workdir=out_dir,
     )
     with ctx.console.status(
         f"job {name}: training {epochs} epochs" + (f", crash in epoch {crash_at}" if crash_at else "")
@@ -63,7 +69,11 @@ def _job(ctx: LabContext, name: str, epochs: int, crash_at: int | None) -> dict[
         )
     data = json.loads((out_dir / "result.json").read_text())
     data.update(
-        job_status=res.status, job_attempts=res.attempts, job_exit_codes=res.exit_codes, job_wall_s=round(res.wall_s, 1)
+        job_status=res.status,
+        job_attempts=res.attempts,
+        job_exit_codes=res.exit_codes,
+        job_wall_s=round(res.wall_s, 1),
+        job_ref=res.ref,
     )
     ctx.console.print(
         f"  {name}: {res.status} after {res.attempts} attempt(s) (exit codes {res.exit_codes}), "
@@ -99,6 +109,7 @@ def run(ctx: LabContext) -> dict[str, Any]:
                     "job_attempts",
                     "job_exit_codes",
                     "job_wall_s",
+                    "job_ref",
                 )
             }
             for name, d in (("uninterrupted", clean), ("crash-and-resume", crashed))
@@ -150,6 +161,17 @@ def check(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
             "log the PNGs with mlflow.log_artifact",
         )
     )
+    ref = result["runs"]["crash-and-resume"].get("job_ref", "")
+    if ref:  # the cluster's own record of the crashed Job (k8s backend)
+        state = ctx.backend.job_state(ref)
+        checks.append(
+            Check(
+                f"the cluster's Job {ref} completed after a failed pod",
+                bool(state and state["complete"] and int(state["failed_pods"]) >= 1),
+                f"Job state: {state}" if state else f"Job {ref} is gone (finished Jobs are kept for a day)",
+                "run the lab again (mllab run 2 --backend k8s); a killed pod must be replaced by the Job controller",
+            )
+        )
     attempts = int(b.data.tags.get("mllab.attempts", "1"))
     resumed = int(b.data.tags.get("mllab.resumed_from_epoch", "0"))
     checks.append(

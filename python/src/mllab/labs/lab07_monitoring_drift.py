@@ -57,7 +57,7 @@ def run(ctx: LabContext) -> dict[str, Any]:
     dirs = train_versions(ctx, {"v1": 6 if ctx.quick else 10})
     out: dict[str, Any] = {"stream": n}
     with (
-        ctx.backend.serve(ServeSpec("monitored", {"digits": dirs["v1"]}, workdir=ctx.rundir)) as ep,
+        ctx.backend.serve(ServeSpec("monitored", {"digits": dirs["v1"]}, workdir=ctx.rundir, monitor=True)) as ep,
         Client(ep.url) as c,
     ):
         s0 = Scrape.parse(c.metrics_text())
@@ -160,7 +160,9 @@ def check(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
     s = load_digits_split()
     X, y = shift(s.X_test[:120], seed=4), s.y_test[:120]
     with (
-        ctx.backend.serve(ServeSpec("check-monitored", {"digits": model_dir}, workdir=ctx.rundir / "check")) as ep,
+        ctx.backend.serve(
+            ServeSpec("check-monitored", {"digits": model_dir}, workdir=ctx.rundir / "check", monitor=True)
+        ) as ep,
         Client(ep.url) as c,
     ):
         preds = []
