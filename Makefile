@@ -18,7 +18,7 @@ MOLECULE_DISTROS ?= bookworm trixie
 MOLECULE_SCENARIOS := $(sort $(filter-out %-real/molecule.yml,$(wildcard roles/*/molecule/*/molecule.yml)))
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help site verify platform-render reset test lint unit molecule molecule-images molecule-real labs-test e2e e2e-build e2e-up e2e-down bench clean
+.PHONY: help site verify platform-render reset test lint unit molecule molecule-images molecule-real labs-test lab-image e2e e2e-build e2e-up e2e-down bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -92,7 +92,7 @@ molecule-real: $(VENV)/.dev $(VENV)/.collections ## real MicroK8s on THIS host (
 	cd roles/microk8s && PATH="$(CURDIR)/$(BIN):$$PATH" molecule test -s microk8s-real
 
 $(VENV)/.labs: python/pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install -q -e 'python[labs,test]'
+	$(BIN)/pip install -q -e 'python[labs,k8s,test]'
 	@touch $@
 
 labs-test: $(VENV)/.labs ## the mllab package: every lab's run + check on the local backend (CPU), unit tests
@@ -109,8 +109,16 @@ e2e-up: ## start the e2e cluster (upstream Kubernetes as local processes)
 e2e-down: ## stop it; leaves no process, mount or iptables rule behind
 	tests/e2e/cluster down
 
-e2e: $(VENV)/.dev $(VENV)/.collections ## e2e tier: cluster up, go/no-go tests, platform playbook + test_platform, cluster down
+e2e: $(VENV)/.dev $(VENV)/.collections $(VENV)/.labs ## e2e tier: cluster up, go/no-go, platform + test_platform, labs on the k8s backend, down
 	VENV=$(VENV) tests/e2e/run
+
+# The lab runner image (mllab_image): this checkout's mllab with its labs extra, as an image
+# archive. No registry publishes it: import the archive on every node
+# (`microk8s ctr image import FILE`), or push it to your registry and set mllab_image.
+LAB_IMAGE ?= mllab.local/mllab:0.1.0
+lab-image: $(VENV)/.labs ## build the lab runner image (LAB_IMAGE) as an archive to import into the cluster
+	MLLAB_IMAGE=$(LAB_IMAGE) tests/e2e/images/build.sh mllab
+	@echo "lab image $(LAB_IMAGE): $${E2E_CACHE:-.cache/e2e}/images/mllab.tar; on each node: microk8s ctr image import <that file>"
 
 # --- benchmarks (not tests: nothing here fails for being slow) ---------------------------
 BENCH_PEERS := .cache/bench/mlserver-venv

@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import harness  # tests/unit/platform (conftest.py)
@@ -70,17 +69,7 @@ def jupyter(request, tmp_path_factory):
         return status
 
     probe = container["readinessProbe"]["httpGet"]["path"]
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if get(probe) == 200:
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            log.flush()
-            pytest.fail("jupyter server did not start: " + (work / "server.log").read_text()[-3000:])
-        time.sleep(1)
+    harness.wait_until_serving(lambda: get(probe) == 200, proc, log, work / "server.log", "jupyter server", 180)
     base = next(a for a in container["args"] if a.startswith("--ServerApp.base_url=")).split("=", 1)[1]
     yield {"get": get, "token": token, "base": base, "probe": probe, "container": container}
     harness.stop_server(proc, log)

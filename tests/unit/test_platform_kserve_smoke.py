@@ -13,8 +13,6 @@ import shlex
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.request
 from pathlib import Path
 
 import harness  # tests/unit/platform (conftest.py)
@@ -79,18 +77,9 @@ def model_server(tmp_path_factory):
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=5) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            log.flush()
-            pytest.fail("KServe model server did not start: " + (work / "server.log").read_text()[-3000:])
-        time.sleep(1)
+    harness.wait_until_serving(
+        lambda: harness.http_200(f"{base}/v2/health/ready"), proc, log, work / "server.log", "KServe model server"
+    )
     yield base
     harness.stop_server(proc, log)
 

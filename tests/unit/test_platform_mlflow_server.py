@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -115,17 +114,9 @@ def server(request, tmp_path_factory):
         conn.close()
         return resp.status, text
 
-    deadline = time.monotonic() + 240
-    while True:
-        try:
-            if call("GET", "/health", authorized=False)[0] == 200:
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            log.flush()
-            pytest.fail(f"mlflow server did not start: {(work / 'server.log').read_text()[-3000:]}")
-        time.sleep(1)
+    harness.wait_until_serving(
+        lambda: call("GET", "/health", authorized=False)[0] == 200, proc, log, work / "server.log", "mlflow server", 240
+    )
     import mlflow
 
     yield {

@@ -5,6 +5,8 @@
 #   busybox                 Debian's busybox-static, for test pods and provisioner helpers
 #   coredns                 cluster DNS, built from its Go module
 #   local-path-provisioner  hostPath PVs on demand, built from its Go module
+# and, by name, the platform's images (mlflow, jupyter, mllab, kserve-controller,
+# kube-rbac-proxy).
 # Each archive is rebuilt only when its inputs change: a stamp next to it hashes the
 # sources, versions and the shell functions that build it.
 #
@@ -120,6 +122,7 @@ build_dockerfile() { # build_dockerfile NAME IMAGE BUILD_ARG...
   ctx=$(mktemp -d)
   cp -r "$HERE/$name/." "$ctx/"
   cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
+  [[ -z ${WHEELS:-} ]] || cp -r "$WHEELS" "$ctx/wheels"
   nice -n 19 docker build -q --network host --build-arg "BASE=$PYTHON_BASE_IMAGE" "${args[@]}" \
     -t "$image" "$ctx" >/dev/null
   rm -rf "$ctx"
@@ -129,6 +132,59 @@ build_dockerfile() { # build_dockerfile NAME IMAGE BUILD_ARG...
   echo "$image" >"$OUT/$name.image"
   echo "$stamp" >"$OUT/$name.stamp"
   echo "image $image: built ($OUT/$name.tar)"
+}
+
+# The lab runner image: images/mllab with a wheel of this checkout's python/ package.
+build_mllab() {
+  build_python_base
+  local wheels=$OUT/mllab.wheels stamp
+  rm -rf "$wheels" && mkdir -p "$wheels"
+  "$ROOT/.venv/bin/python" -m pip wheel --quiet --no-deps --no-build-isolation -w "$wheels" "$ROOT/python" >/dev/null
+  # mllab's pins (base and labs extra), for the image's cached dependency layer.
+  "$ROOT/.venv/bin/python" -c 'import sys, tomllib; p = tomllib.load(open(sys.argv[1], "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["labs"]))' \
+    "$ROOT/python/pyproject.toml" >"$wheels/requirements.txt"
+  # The wheel's content, not its zip (timestamps), decides whether the image is stale.
+  stamp=$(cat <(declare -f build_mllab build_dockerfile) "$HERE/mllab"/* "$OUT/python-base.stamp" \
+    <(cd "$ROOT/python" && find pyproject.toml src -type f -name '*.py' -o -name pyproject.toml | sort | xargs cat) \
+    <(echo "$MLLAB_IMAGE") | sha256sum)
+  if fresh mllab "$stamp"; then echo "image $MLLAB_IMAGE: up to date"; rm -rf "$wheels"; return; fi
+  rm -f "$OUT/mllab.stamp"
+  WHEELS=$wheels build_dockerfile mllab "$MLLAB_IMAGE"
+  echo "$stamp" >"$OUT/mllab.stamp"
+  rm -rf "$wheels"
+}
+
+# KServe's controller (tests/e2e/kserve: the wrapper module of the pinned release), alone
+# in its image as upstream ships it: static, non-root (65532, as distroless "nonroot").
+build_kserve_controller() {
+  "$E2E/kserve/build.sh" manager
+  local manager=$CACHE/kserve/bin/manager stamp
+  stamp=$(cat "$CACHE/kserve/bin/.manager.stamp" <(declare -f rootfs_base pack build_kserve_controller) \
+    <(echo "$KSERVE_CONTROLLER_IMAGE") | sha256sum)
+  fresh kserve-controller "$stamp" && { echo "image $KSERVE_CONTROLLER_IMAGE: up to date"; return; }
+  local rootfs=$OUT/kserve-controller.rootfs
+  rootfs_base "$rootfs"
+  cp "$manager" "$rootfs/manager"
+  cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ca-certificates.crt"
+  pack kserve-controller "$KSERVE_CONTROLLER_IMAGE" "$rootfs" "$stamp" 'USER 65532:65532' \
+    'ENV SSL_CERT_FILE=/etc/ca-certificates.crt' 'ENTRYPOINT ["/manager"]'
+}
+
+# kube-rbac-proxy, the KServe controller's sidecar in the kserve-resources chart, built in
+# its wrapper module (kserve/rbac-proxy), non-root like its upstream image.
+build_kube_rbac_proxy() {
+  local mod=$E2E/kserve/rbac-proxy stamp
+  stamp=$(cat "$mod/go.mod" "$mod/go.sum" <(declare -f rootfs_base pack build_kube_rbac_proxy) <(go version) \
+    <(echo "$KUBE_RBAC_PROXY_VERSION $KUBE_RBAC_PROXY_IMAGE") | sha256sum)
+  fresh kube-rbac-proxy "$stamp" && { echo "image $KUBE_RBAC_PROXY_IMAGE: up to date"; return; }
+  grep -q "github.com/brancz/kube-rbac-proxy $KUBE_RBAC_PROXY_VERSION" "$mod/go.mod" || {
+    echo "images/build.sh: $mod/go.mod does not pin kube-rbac-proxy $KUBE_RBAC_PROXY_VERSION" >&2; return 1; }
+  local rootfs=$OUT/kube-rbac-proxy.rootfs
+  rootfs_base "$rootfs"
+  (cd "$mod" && GOFLAGS=-mod=readonly gobuild build -trimpath -ldflags '-s -w' -o "$rootfs/bin/kube-rbac-proxy" \
+    github.com/brancz/kube-rbac-proxy/cmd/kube-rbac-proxy)
+  pack kube-rbac-proxy "$KUBE_RBAC_PROXY_IMAGE" "$rootfs" "$stamp" 'USER 65532:65532' \
+    'ENTRYPOINT ["/bin/kube-rbac-proxy"]'
 }
 
 names=("$@")
@@ -147,7 +203,10 @@ for name in "${names[@]}"; do
             build_dockerfile mlflow "$MLFLOW_IMAGE" "MLFLOW_VERSION=$MLFLOW_VERSION" ;;
     jupyter) build_python_base
              build_dockerfile jupyter "$JUPYTER_IMAGE" "JUPYTERLAB_VERSION=$JUPYTERLAB_VERSION" ;;
-    *) echo "images/build.sh: unknown image '$name' (pause, busybox, coredns, local-path-provisioner, python-base, mlflow, jupyter)" >&2
+    mllab) build_mllab ;;
+    kserve-controller) build_kserve_controller ;;
+    kube-rbac-proxy) build_kube_rbac_proxy ;;
+    *) echo "images/build.sh: unknown image '$name' (pause, busybox, coredns, local-path-provisioner, python-base, mlflow, jupyter, mllab, kserve-controller, kube-rbac-proxy)" >&2
        exit 2 ;;
   esac
 done

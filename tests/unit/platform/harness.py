@@ -24,7 +24,10 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
+import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,6 +267,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until_serving(
+    ready: Callable[[], bool], proc: subprocess.Popen, log: Any, log_path: Path, what: str, timeout: float = 120
+) -> None:
+    """Poll `ready()` (connection errors count as not ready) until it is true; fail with the server's
+    last log lines when the process exits or `timeout` passes."""
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            log.flush()
+            pytest.fail(f"{what} did not start: " + log_path.read_text()[-3000:])
+        time.sleep(0.5)
+
+
+def http_200(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.status == 200
 
 
 def stop_server(proc: subprocess.Popen, log: Any) -> None:
