@@ -99,7 +99,7 @@ labs-test: $(VENV)/.labs ## the mllab package: every lab's run + check on the lo
 	MLLAB_HOME=$$(mktemp -d) $(BIN)/python -m pytest python/tests -q -ra --timeout=300 --durations=15 -p no:cacheprovider
 
 # --- e2e tier: upstream Kubernetes built offline, run as local processes (root) -------
-# Build outputs and images are cached in $(E2E_CACHE) (default .cache/e2e); tests/e2e/README.md.
+# Build outputs and images are cached in $(E2E_CACHE) (default ~/.cache/mllab-e2e, outside the clone: shared by every checkout); tests/e2e/README.md.
 e2e-build: ## build the e2e tier's Kubernetes, tools and images (cached; a warm build is a no-op)
 	tests/e2e/cluster build
 
@@ -118,7 +118,7 @@ e2e: $(VENV)/.dev $(VENV)/.collections $(VENV)/.labs ## e2e tier: cluster up, go
 LAB_IMAGE ?= mllab.local/mllab:0.1.0
 lab-image: $(VENV)/.labs ## build the lab runner image (LAB_IMAGE) as an archive to import into the cluster
 	MLLAB_IMAGE=$(LAB_IMAGE) tests/e2e/images/build.sh mllab
-	@echo "lab image $(LAB_IMAGE): $${E2E_CACHE:-.cache/e2e}/images/mllab.tar; on each node: microk8s ctr image import <that file>"
+	@echo "lab image $(LAB_IMAGE): $${E2E_CACHE:-$$HOME/.cache/mllab-e2e}/images/mllab.tar; on each node: microk8s ctr image import <that file>"
 
 # --- benchmarks (not tests: nothing here fails for being slow) ---------------------------
 BENCH_PEERS := .cache/bench/mlserver-venv

@@ -22,7 +22,7 @@ import pytest
 
 E2E = Path(__file__).resolve().parent
 ROOT = E2E.parents[1]
-CACHE = Path(os.environ.get("E2E_CACHE", ROOT / ".cache" / "e2e"))
+CACHE = Path(os.environ.get("E2E_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mllab-e2e")
 KUBECONFIG = Path(os.environ.get("E2E_KUBECONFIG", CACHE / "kubeconfig"))
 KUBECTL = CACHE / "bin" / "kubectl"
 

@@ -16,7 +16,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 E2E=$(dirname "$HERE")
 ROOT=$(cd "$E2E/../.." && pwd)
-CACHE=${E2E_CACHE:-$ROOT/.cache/e2e}
+CACHE=${E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mllab-e2e}
 OUT=$CACHE/images
 BIN=$CACHE/bin
 # shellcheck source=tests/e2e/versions.env

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the upstream Kubernetes binaries of the e2e tier from the Go module proxy.
 #
-#   tests/e2e/kubernetes/build.sh [OUT_DIR]     (default: .cache/e2e/bin)
+#   tests/e2e/kubernetes/build.sh [OUT_DIR]     (default: $E2E_CACHE/bin)
 #
 # The wrapper module next to this script pins k8s.io/kubernetes and maps every
 # staging module (k8s.io/api, k8s.io/client-go, ...) to its published release.
@@ -13,8 +13,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 SELF=$HERE/$(basename "$0")
 ROOT=$(cd "$HERE/../../.." && pwd)
-OUT=${1:-$ROOT/.cache/e2e/bin}
-CACHE=${E2E_CACHE:-$ROOT/.cache/e2e}
+CACHE=${E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mllab-e2e}
+OUT=${1:-$CACHE/bin}
 CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 
 cd "$HERE"
