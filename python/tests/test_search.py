@@ -121,3 +121,36 @@ def test_bad_experiment_settings() -> None:
     with pytest.raises(ValueError, match="maximize or minimize"):
         Objective(type="best")
     assert math.isfinite(objective(space().sample(random.Random(0)), "t"))
+
+
+class PlannedPool(ThreadPoolExecutor):
+    """An executor that, like the k8s backend's trial job, is given every trial before the first."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self.planned: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self.submitted: list[str] = []
+
+    def prepare(self, fn: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+        self.planned = calls
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.submitted.append(kwargs["trial_name"])
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_planning_executor_gets_every_trial_first_with_the_same_draws() -> None:
+    plain = Experiment(space(), Objective("score", "maximize", goal=0.97), max_trials=40, parallel=2, seed=5)
+    with ThreadPoolExecutor(2) as pool:
+        plain.run(pool, objective)
+    planned = Experiment(space(), Objective("score", "maximize", goal=0.97), max_trials=40, parallel=2, seed=5)
+    with PlannedPool(2) as pool:
+        planned.run(pool, objective)
+    assert len(pool.planned) == 40  # the whole budget, before any result is known
+    assert [kw["trial_name"] for _, kw in pool.planned] == [f"trial-{i:03d}" for i in range(1, 41)]
+    # what ran is a prefix of the plan, with the plan's parameters
+    assert pool.submitted == [kw["trial_name"] for _, kw in pool.planned[: len(pool.submitted)]]
+    assert [t.params for t in planned.trials] == [args[0] for args, _ in pool.planned[: len(planned.trials)]]
+    # and drawing up front changes nothing: same parameters as drawing one at a time
+    assert [t.params for t in plain.trials] == [args[0] for args, _ in pool.planned[: len(plain.trials)]]
+    assert planned.status == "Succeeded" and "goal reached" in planned.reason and len(planned.trials) < 40

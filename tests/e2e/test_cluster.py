@@ -22,7 +22,8 @@ import pytest
 
 E2E = Path(__file__).resolve().parent
 ROOT = E2E.parents[1]
-CACHE = Path(os.environ.get("E2E_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mllab-e2e")
+_XDG_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+CACHE = Path(os.environ.get("E2E_CACHE") or _XDG_CACHE / "mllab-e2e")  # as tests/e2e/lib/env.sh
 KUBECONFIG = Path(os.environ.get("E2E_KUBECONFIG", CACHE / "kubeconfig"))
 KUBECTL = CACHE / "bin" / "kubectl"
 

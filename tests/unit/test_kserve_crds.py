@@ -21,7 +21,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "tests" / "e2e" / "kserve" / "build.sh"
-CACHE = Path(os.environ.get("E2E_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mllab-e2e")
+_XDG_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+CACHE = Path(os.environ.get("E2E_CACHE") or _XDG_CACHE / "mllab-e2e")  # as tests/e2e/lib/env.sh
 GENERATED = CACHE / "kserve" / "crds"
 pytestmark = pytest.mark.timeout(900)
 

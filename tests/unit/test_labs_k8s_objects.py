@@ -4,6 +4,8 @@ Ctrl-C, the work PVC, the rendezvous of distributed jobs). The real runs are in 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from mllab.backends import k8s_objects as o
 from mllab.errors import UsageError
@@ -239,3 +241,23 @@ def test_custom_resources_match_their_crd_schema(which):
         schema = harness.crd_schema("monitoring.coreos.com", "ServiceMonitor")
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(body), key=str)
     assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors[:5]]
+
+
+def test_trial_job_runs_one_trial_per_index_each_once():
+    calls = [
+        {"fn": "mllab.labs.lab04_hyperparameter_search:digits_trial", "args": [{"max_depth": d}], "kwargs": {}}
+        for d in (2, 3, 4)
+    ]
+    job = o.trial_job(CFG, "mllab-trials-abc123", o.labels(4, "trials", "r"), calls, 2, 3600)
+    validate(job)
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 3, 2)
+    assert spec["backoffLimitPerIndex"] == 0 and "backoffLimit" not in spec  # a failed trial is a result
+    assert pod_of(job)["restartPolicy"] == "Never" and spec["activeDeadlineSeconds"] == 3600
+    c = pod_of(job)["containers"][0]
+    assert c["command"] == ["python", "-m", "mllab.backends.k8s_call"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert json.loads(env["MLLAB_CALLS"]) == calls
+    assert o.trial_job(CFG, "t", {}, calls[:1], 4, None)["spec"]["parallelism"] == 1
+    with pytest.raises(ValueError, match="at least one call"):
+        o.trial_job(CFG, "t", {}, [], 2, None)

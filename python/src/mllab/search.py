@@ -173,15 +173,23 @@ class Experiment:
         on_done: Callable[[Trial], None] | None = None,
         **kwargs: Any,
     ) -> Experiment:
-        """Run trials `fn(params, trial_name=..., **kwargs) -> objective value` until a stop condition."""
+        """Run trials `fn(params, trial_name=..., **kwargs) -> objective value` until a stop condition.
+
+        Random search draws every trial's parameters up front (the same draws, in the same order,
+        as one at a time); an executor with a `prepare(fn, calls)` method gets them all before the
+        first submit (the k8s backend runs them as one Indexed Job)."""
         rng = random.Random(self.seed)
+        plan = [Trial(f"trial-{i + 1:03d}", self.space.sample(rng)) for i in range(self.max_trials)]
+        prepare = getattr(executor, "prepare", None)
+        if prepare is not None:
+            prepare(fn, [((t.params,), {"trial_name": t.name, **kwargs}) for t in plan])
         running: dict[Future[float], Trial] = {}
         submitted = 0
         stop = False
         self.status = "Running"
         while running or (not stop and submitted < self.max_trials):
             while not stop and submitted < self.max_trials and len(running) < self.parallel:
-                trial = Trial(f"trial-{submitted + 1:03d}", self.space.sample(rng))
+                trial = plan[submitted]
                 self.trials.append(trial)
                 running[executor.submit(fn, trial.params, trial_name=trial.name, **kwargs)] = trial
                 submitted += 1

@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
-CACHE = Path(os.environ.get("E2E_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mllab-e2e")
+_XDG_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+CACHE = Path(os.environ.get("E2E_CACHE") or _XDG_CACHE / "mllab-e2e")  # as tests/e2e/lib/env.sh
 KUBECONFIG = Path(os.environ.get("E2E_KUBECONFIG", CACHE / "kubeconfig"))
 KUBECTL = CACHE / "bin" / "kubectl"
 CHECK_NS = "mllab-monitoring-crd-check"

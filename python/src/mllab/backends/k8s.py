@@ -404,30 +404,7 @@ class K8sBackend(Backend):
 
     # --- trials (lab 4) ------------------------------------------------------------------
     def executor(self, max_workers: int) -> Executor:
-        return TrialExecutor(self, max_workers)
-
-    def run_call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Run `fn(*args, **kwargs)` as a one-pod Job (`python -m mllab.backends.k8s_call`); its
-        JSON result comes back as the pod's termination message."""
-        call = {"fn": f"{fn.__module__}:{fn.__qualname__}", "args": list(args), "kwargs": kwargs}
-        label = str(kwargs.get("trial_name") or fn.__name__)
-        name = obj.unique_name(f"mllab-{label}")
-        body = obj.job(
-            self.cfg,
-            name,
-            self._labels(label),
-            ["python", "-m", "mllab.backends.k8s_call"],
-            {"MLLAB_CALL": json.dumps(call)},
-            backoff_limit=0,
-            deadline=1800,
-        )
-        self._create(body, self.cfg.namespace)
-        status = self._wait(name, Path(os.devnull), echo=False)  # the search's progress bar reports trials
-        msgs = [m for p in self._pods(name) for m in _termination_messages(p)]
-        if status != "Succeeded":
-            raise JobFailed(f"trial job {name} ended {status}: {msgs[-1] if msgs else 'no message'}", "")
-        reply = json.loads(msgs[-1])
-        return reply["result"]
+        return TrialJobExecutor(self, max_workers)
 
     # --- serving -------------------------------------------------------------------------
     def _serves(self, group_version: tuple[str, str], plural: str) -> bool:
@@ -573,37 +550,89 @@ class K8sBackend(Backend):
         yield ("image", self.cfg.image)
 
 
-class TrialExecutor(Executor):
-    """An Executor whose tasks are Jobs on the cluster (at most `max_workers` at once)."""
+class TrialJobExecutor(Executor):
+    """A hyperparameter search as one Indexed Job (k8s_objects.trial_job): trial i is completion
+    index i, `max_workers` pods at once. Experiment.run calls prepare() with every planned trial
+    first, then submit() hands back the trial's future, resolved from its pod's termination
+    message. On an early stop (goal reached, too many failures) shutdown() deletes the Job, so no
+    further trial starts; trials log their MLflow run only once trained, so a stopped one leaves
+    none behind."""
 
-    def __init__(self, backend: K8sBackend, max_workers: int) -> None:
+    def __init__(self, backend: K8sBackend, max_workers: int, deadline: float = 3600) -> None:
         self.backend = backend
-        self.slots = threading.Semaphore(max_workers)
-        self.threads: list[threading.Thread] = []
-        self.stopping = False
+        self.parallel = max_workers
+        self.deadline = deadline
+        self.job = ""
+        self.ref = ""  # namespace/name of the trial job, for job_state()
+        self.futures: list[Future[Any]] = []
+        self.index: dict[str, int] = {}
+        self.done = threading.Event()
+        self.watcher: threading.Thread | None = None
+
+    def prepare(self, fn: Callable[..., Any], calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> str:
+        """Create the Job for these calls (args, kwargs; kwargs name the trial: trial_name)."""
+        ref = f"{fn.__module__}:{fn.__qualname__}"
+        specs = [{"fn": ref, "args": list(args), "kwargs": kwargs} for args, kwargs in calls]
+        self.index = {str(kw.get("trial_name", i)): i for i, (_, kw) in enumerate(calls)}
+        self.futures = [Future() for _ in calls]
+        name = obj.unique_name("mllab-trials")
+        b = self.backend
+        b._create(obj.trial_job(b.cfg, name, b._labels("trials"), specs, self.parallel, self.deadline), b.cfg.namespace)
+        self.job, self.ref = name, f"{b.cfg.namespace}/{name}"
+        self.watcher = threading.Thread(target=self._watch, daemon=True)
+        self.watcher.start()
+        return name
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        fut: Future[Any] = Future()
+        if not self.job:
+            raise RuntimeError("TrialJobExecutor: call prepare() with every trial before submit()")
+        name = str(kwargs.get("trial_name"))
+        if name not in self.index:
+            raise KeyError(f"trial {name!r} was not in the prepared trial job {self.job}")
+        return self.futures[self.index[name]]
 
-        def work() -> None:
-            with self.slots:
-                if self.stopping or not fut.set_running_or_notify_cancel():
-                    return
-                try:
-                    fut.set_result(self.backend.run_call(fn, args, kwargs))
-                except BaseException as exc:
-                    fut.set_exception(exc)
+    def _resolve(self, i: int, pod: Any) -> None:
+        fut = self.futures[i]
+        if fut.done():
+            return
+        msgs = _termination_messages(pod)
+        if pod.status.phase == "Succeeded" and msgs:
+            fut.set_result(json.loads(msgs[-1])["result"])
+        else:
+            why = msgs[-1] if msgs else "no message"
+            fut.set_exception(JobFailed(f"trial pod {pod.metadata.name} failed: {why}", ""))
 
-        t = threading.Thread(target=work, daemon=True)
-        t.start()
-        self.threads.append(t)
-        return fut
+    def _fail_rest(self, why: str) -> None:
+        for fut in self.futures:
+            if not fut.done():
+                fut.set_exception(JobFailed(f"trial job {self.job}: {why}", ""))
+
+    def _watch(self) -> None:
+        b = self.backend
+        try:
+            while not self.done.is_set() and not all(f.done() for f in self.futures):
+                for pod in b._pods(self.job):
+                    b._check_pod(pod)
+                    idx = (pod.metadata.annotations or {}).get("batch.kubernetes.io/job-completion-index", "")
+                    if idx.isdigit() and int(idx) < len(self.futures) and pod.status.phase in ("Succeeded", "Failed"):
+                        self._resolve(int(idx), pod)
+                j = b.batch.read_namespaced_job_status(self.job, b.cfg.namespace)
+                for cond in j.status.conditions or []:
+                    if cond.status == "True" and cond.type == "Failed" and cond.reason == "DeadlineExceeded":
+                        self._fail_rest(f"deadline of {int(self.deadline)} s exceeded")
+                self.done.wait(POLL_S)
+        except BaseException as exc:
+            self._fail_rest(f"{type(exc).__name__}: {exc}")
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self.stopping = cancel_futures
-        if wait:
-            for t in self.threads:
-                t.join()
+        if not self.job:
+            return
+        if not all(f.done() for f in self.futures):  # an early stop: no further trial may start
+            self.backend._delete("Job", self.backend.cfg.namespace, self.job)
+            self._fail_rest("stopped before this trial ran")
+        self.done.set()
+        if wait and self.watcher is not None:
+            self.watcher.join(timeout=30)
 
 
 def _msg(exc: Any) -> str:

@@ -1,7 +1,9 @@
 """Entry point of a k8s trial pod: call the function named in MLLAB_CALL and report its result.
 
 MLLAB_CALL is JSON `{"fn": "module:qualname", "args": [...], "kwargs": {...}}` (what the k8s
-backend's Executor was given). The JSON result, or the error, is written to the container's
+backend's Executor was given). In a trial job (an Indexed Job), MLLAB_CALLS is a JSON list of such
+calls and the pod runs the one at its completion index (JOB_COMPLETION_INDEX, set by the Job
+controller). The JSON result, or the error, is written to the container's
 termination message (/dev/termination-log, 4 KiB at most), where the backend reads it.
 """
 
@@ -28,9 +30,20 @@ def resolve(ref: str):
     return target
 
 
+def this_call(env) -> dict:
+    """The call this pod runs: MLLAB_CALL, or MLLAB_CALLS[JOB_COMPLETION_INDEX]."""
+    if "MLLAB_CALLS" not in env:
+        return json.loads(env["MLLAB_CALL"])
+    calls = json.loads(env["MLLAB_CALLS"])
+    index = env.get("JOB_COMPLETION_INDEX", "")
+    if not index.isdigit() or int(index) >= len(calls):
+        raise ValueError(f"JOB_COMPLETION_INDEX {index!r} names none of the {len(calls)} calls in MLLAB_CALLS")
+    return calls[int(index)]
+
+
 def main() -> int:
     try:
-        call = json.loads(os.environ["MLLAB_CALL"])
+        call = this_call(os.environ)
         result = resolve(call["fn"])(*call.get("args", []), **call.get("kwargs", {}))
         reply, code = json.dumps({"result": result}), 0
     except Exception as exc:

@@ -8,6 +8,7 @@ container security settings (non-root, no privilege escalation, no capabilities)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -232,6 +233,34 @@ def distributed_job(
         },
     }
     return [service, obj]
+
+
+def trial_job(
+    cfg: K8sConfig,
+    name: str,
+    lbls: dict[str, str],
+    calls: list[dict[str, Any]],
+    parallel: int,
+    deadline: float | None,
+) -> dict[str, Any]:
+    """A hyperparameter search as one Indexed Job: trial i is completion index i
+    (`python -m mllab.backends.k8s_call` picks calls[JOB_COMPLETION_INDEX] from MLLAB_CALLS),
+    `parallel` trials at once, each tried once (backoffLimitPerIndex 0: a failed trial is a
+    result, the other indexes go on)."""
+    if not calls:
+        raise ValueError("a trial job needs at least one call")
+    if parallel < 1:
+        raise ValueError(f"parallel must be >= 1, got {parallel}")
+    env = {"MLLAB_CALLS": json.dumps(calls, separators=(",", ":"))}
+    obj = job(cfg, name, lbls, ["python", "-m", "mllab.backends.k8s_call"], env, 0, deadline)
+    del obj["spec"]["backoffLimit"]  # per index instead
+    obj["spec"].update(
+        completionMode="Indexed",
+        completions=len(calls),
+        parallelism=min(parallel, len(calls)),
+        backoffLimitPerIndex=0,
+    )
+    return obj
 
 
 def archive_from_log(log: str) -> bytes:

@@ -33,20 +33,22 @@ HINTS = [
 
 
 def digits_trial(params: dict[str, Any], trial_name: str, experiment: str, parent_run_id: str, seed: int) -> float:
-    """One trial (runs in a worker process): train, evaluate, log a child MLflow run, return accuracy."""
+    """One trial (a worker process, or a pod of the k8s trial job): train, evaluate, log a child
+    MLflow run, return accuracy. The run is logged once the model is trained, so a trial stopped
+    midway (the experiment ended) leaves no half-written run."""
     import mlflow
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import accuracy_score
 
     from mllab.data import load_digits_split
 
+    s = load_digits_split()
+    model = HistGradientBoostingClassifier(random_state=seed, early_stopping=False, **params)
+    model.fit(s.X_train, s.y_train)
+    acc = float(accuracy_score(s.y_test, model.predict(s.X_test)))
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=trial_name, tags={"mlflow.parentRunId": parent_run_id, "mllab.trial": trial_name}):
         mlflow.log_params(params)
-        s = load_digits_split()
-        model = HistGradientBoostingClassifier(random_state=seed, early_stopping=False, **params)
-        model.fit(s.X_train, s.y_train)
-        acc = float(accuracy_score(s.y_test, model.predict(s.X_test)))
         mlflow.log_metric("accuracy", acc)
     return acc
 
@@ -91,6 +93,7 @@ def run(ctx: LabContext) -> dict[str, Any]:
                 parent_run_id=parent.info.run_id,
                 seed=ctx.seed,
             )
+            trial_job = getattr(pool, "ref", "")  # k8s: the Indexed Job that ran the trials
         best = exp.best
         mlflow.set_tags(
             {"mllab.status": exp.status, "mllab.reason": exp.reason, "mllab.best_trial": best.name if best else ""}
@@ -121,6 +124,7 @@ def run(ctx: LabContext) -> dict[str, Any]:
         "space": SPACE,
         "best": best.__dict__ if best else None,
         "trials": [t.__dict__ for t in exp.trials],
+        "trial_job": trial_job,
     }
 
 
@@ -179,6 +183,21 @@ def check(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
             "widen the space or raise maxTrialCount",
         )
     )
+    ref = result.get("trial_job", "")
+    if ref:  # the cluster's own record of the trial job (k8s backend)
+        state = ctx.backend.job_state(ref)
+        early = not str(result["reason"]).startswith("maxTrialCount")
+        pods = int(state["succeeded_pods"]) + int(state["failed_pods"]) if state else 0
+        checks.append(
+            Check(
+                f"the cluster's trial job {ref} ran every trial once",
+                bool(state and pods == len(result["trials"])) or (state is None and early),
+                f"{pods} finished pods for {len(result['trials'])} trials ({state})"
+                if state
+                else f"Job {ref} is gone" + (" (deleted at the early stop, as it should be)" if early else ""),
+                "one completion index per trial, each tried once (backoffLimitPerIndex 0)",
+            )
+        )
     status = parent_run.data.tags.get("mllab.status")
     checks.append(
         Check(
