@@ -175,6 +175,22 @@ def test_job_paths_under_the_workdir_move_to_the_work_pvc(tmp_path):
     assert env["MLLAB_JOB_NAME"] == "crash-and-resume"
 
 
+def test_pipeline_step_outputs_live_in_shared_content_addressed_folders(tmp_path):
+    from mllab.backends.base import JobSpec
+    from mllab.backends.k8s import K8sBackend
+
+    backend = K8sBackend.__new__(K8sBackend)
+    backend.cfg, backend.run_id = CFG, "20261128-run"
+    out = tmp_path / "good-config" / "train.tmp"
+    spec = JobSpec(
+        "train-0123abcd", "mllab.pipeline_step", ["--out", str(out)], workdir=out, shared_key="train-0123abcd"
+    )
+    args, _ = backend._translate(spec)
+    # not under the run: a later run whose train step is cached finds it for its evaluate Job
+    assert backend.pod_dir(spec) == "/mnt/work/mllab/shared/train-0123abcd" == backend.shared_dir("train-0123abcd")
+    assert args == ["--out", "/mnt/work/mllab/shared/train-0123abcd"]
+
+
 def test_archive_is_read_between_its_markers_only():
     import base64
 

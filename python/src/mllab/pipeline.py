@@ -38,6 +38,9 @@ class Step:
     params: dict[str, Any] = field(default_factory=dict)
     cache: bool = True
     version: str = "1"
+    # Runs through the backend's run_step (the k8s backend: a Job on the work PVC) instead of in
+    # this process; `fn` must then be a module-level function and its inputs remote steps too.
+    remote: bool = False
 
 
 @dataclass
@@ -49,6 +52,7 @@ class StepResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
     run_id: str = ""
+    key: str = ""  # "<step>-<cache key>": names the output where the backend keeps it
 
 
 def run_pipeline(
@@ -58,8 +62,17 @@ def run_pipeline(
     mlflow: Any,
     name: str,
     on_step: Callable[[StepResult], None] | None = None,
+    run_step: Callable[..., dict[str, Any]] | None = None,
 ) -> tuple[str, list[StepResult]]:
+    """Run the steps in order; `run_step` (a backend's run_step) runs the steps marked remote."""
     results: dict[str, StepResult] = {}
+    by_name = {s.name: s for s in steps}
+    for step in steps:
+        local = [i for i in step.inputs if step.remote and i in by_name and not by_name[i].remote]
+        if local:
+            raise ValueError(
+                f"remote step {step.name!r} reads outputs of in-process steps {local}: make them remote too"
+            )
     status = "Succeeded"
     with mlflow.start_run(run_name=name) as parent:
         for step in steps:
@@ -79,7 +92,8 @@ def run_pipeline(
                 sort_keys=True,
             )
             key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
-            cached = cache_dir / f"{step.name}-{key}"
+            job_key = f"{step.name}-{key}"
+            cached = cache_dir / job_key
             inputs = {i: results[i].output for i in step.inputs}  # type: ignore[misc]
             with mlflow.start_run(run_name=step.name, nested=True) as r:
                 mlflow.set_tags({"mllab.step": step.name, "mllab.cache_key": key})
@@ -93,7 +107,11 @@ def run_pipeline(
                     shutil.rmtree(tmp, ignore_errors=True)
                     tmp.mkdir(parents=True)
                     try:
-                        metrics = step.fn(inputs, step.params, tmp)
+                        if step.remote and run_step is not None:
+                            input_keys = {i: results[i].key for i in step.inputs}
+                            metrics = run_step(step.fn, inputs, step.params, tmp, job_key, input_keys)
+                        else:
+                            metrics = step.fn(inputs, step.params, tmp)
                         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
                         final = cached if step.cache else work / step.name
                         shutil.rmtree(final, ignore_errors=True)
@@ -108,7 +126,7 @@ def run_pipeline(
                         shutil.rmtree(tmp, ignore_errors=True)
                         res = StepResult(step.name, "Failed", reason=f"{type(exc).__name__}: {exc}")
                         status = "Failed"
-                res.run_id = r.info.run_id
+                res.run_id, res.key = r.info.run_id, job_key
                 mlflow.set_tags(
                     {
                         "mllab.status": res.status,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -26,6 +27,9 @@ class JobSpec:
     active_deadline_seconds: float | None = None
     gpus: int = 0
     workdir: Path = Path(".")
+    # A content-addressed output folder shared by every run (pipeline steps): the k8s backend keeps
+    # the job's working directory at <work PVC>/mllab/shared/<shared_key> instead of under the run.
+    shared_key: str = ""
 
     def __post_init__(self) -> None:
         if self.backoff_limit < 0:
@@ -93,6 +97,20 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Stop everything this backend started."""
+
+    def run_step(
+        self,
+        fn: Callable[[dict[str, Path], dict[str, Any], Path], dict[str, Any]],
+        inputs: dict[str, Path],
+        params: dict[str, Any],
+        out: Path,
+        key: str,
+        input_keys: dict[str, str],
+    ) -> dict[str, Any]:
+        """Run one pipeline step `fn(inputs, params, out) -> metrics` (lab 8). Here: in this process;
+        the k8s backend runs it as a Job. `key` names the step's content-addressed output (and
+        `input_keys` those of its inputs), which the k8s backend keeps on the work PVC."""
+        return fn(inputs, params, out)
 
     def job_state(self, ref: str) -> dict[str, object] | None:
         """The job's state as the backend sees it now (None: this backend keeps no record)."""

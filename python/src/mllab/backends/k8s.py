@@ -226,7 +226,14 @@ class K8sBackend(Backend):
 
     # --- jobs ----------------------------------------------------------------------------
     def pod_dir(self, spec: JobSpec) -> str:
+        if spec.shared_key:
+            return self.shared_dir(spec.shared_key)
         return f"{obj.WORK_MOUNT}/mllab/{self.run_id}/{obj.dns_label(spec.name)}"
+
+    @staticmethod
+    def shared_dir(key: str) -> str:
+        """A content-addressed folder on the work PVC that outlives runs (pipeline step outputs)."""
+        return f"{obj.WORK_MOUNT}/mllab/shared/{obj.dns_label(key)}"
 
     def _translate(self, spec: JobSpec) -> tuple[list[str], dict[str, str]]:
         """The job's arguments and environment with its local working directory mapped to the PVC."""
@@ -401,6 +408,32 @@ class K8sBackend(Backend):
             raise JobFailed(f"fetching {spec.name}'s outputs: {exc}", "") from None
         with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
             tar.extractall(spec.workdir, filter="data")
+
+    # --- pipeline steps (lab 8) ------------------------------------------------------------
+    def run_step(
+        self,
+        fn: Callable[[dict[str, Path], dict[str, Any], Path], dict[str, Any]],
+        inputs: dict[str, Path],
+        params: dict[str, Any],
+        out: Path,
+        key: str,
+        input_keys: dict[str, str],
+    ) -> dict[str, Any]:
+        """A pipeline step as a Job (`python -m mllab.pipeline_step`): it reads its inputs from, and
+        writes its output to, content-addressed folders on the work PVC (shared_dir), so the chain
+        of step Jobs shares one volume; the output is then fetched into `out`."""
+        args = ["--fn", f"{fn.__module__}:{fn.__qualname__}", "--params", json.dumps(params), "--out", str(out)]
+        for name in inputs:
+            args += ["--input", f"{name}={self.shared_dir(input_keys[name])}"]
+        spec = JobSpec(key, "mllab.pipeline_step", args, workdir=out, active_deadline_seconds=1800, shared_key=key)
+        res = self.run_job(spec)
+        log = out.parent / res.log.name
+        if res.log.exists():  # the job's log is not part of the step's output (nor of its version)
+            res.log.replace(log)
+        if res.status != "Succeeded":
+            lines = [ln for ln in (log.read_text(errors="replace") if log.exists() else "").splitlines() if ln.strip()]
+            raise JobFailed(f"step job {key} ended {res.status}: {lines[-1] if lines else 'no log'}", f"its log: {log}")
+        return json.loads((out / "metrics.json").read_text())
 
     # --- trials (lab 4) ------------------------------------------------------------------
     def executor(self, max_workers: int) -> Executor:

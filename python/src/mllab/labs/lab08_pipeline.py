@@ -1,6 +1,8 @@
 """Lab 8: a pipeline from data to a deployed model, with a quality gate.
 
-preprocess -> train -> evaluate -> gate (register if accuracy >= threshold) -> deploy. Every step is
+preprocess -> train -> evaluate -> gate (register if accuracy >= threshold) -> deploy. On the cluster,
+preprocess, train and evaluate are a chain of Jobs sharing the work PVC; the gate registers the
+model from this process, and deploy is the lab's InferenceService. Every step is
 an MLflow run with its outputs as versioned artifacts (content hashes; unchanged steps are cached).
 The lab runs the pipeline twice: a good training config passes the gate, is registered (alias
 `production`) and deployed to a KServe server that answers; a bad config (1 epoch) fails the gate,
@@ -154,9 +156,16 @@ def make_deploy(ctx: LabContext, mlflow: Any) -> Any:
 
 def pipeline(ctx: LabContext, mlflow: Any, epochs: int, thr: float) -> list[Step]:
     return [
-        Step("preprocess", preprocess, params={"test_size": 0.25}),
-        Step("train", train_step, ["preprocess"], {"epochs": epochs, "seed": ctx.seed, "version": f"e{epochs}"}),
-        Step("evaluate", evaluate_step, ["preprocess", "train"]),
+        # remote: through the backend (on the cluster, a chain of Jobs sharing the work PVC)
+        Step("preprocess", preprocess, params={"test_size": 0.25}, remote=True),
+        Step(
+            "train",
+            train_step,
+            ["preprocess"],
+            {"epochs": epochs, "seed": ctx.seed, "version": f"e{epochs}"},
+            remote=True,
+        ),
+        Step("evaluate", evaluate_step, ["preprocess", "train"], remote=True),
         Step("gate", make_gate(mlflow), ["evaluate", "train"], {"threshold": thr}, cache=False),
         Step("deploy", make_deploy(ctx, mlflow), ["gate"], {"min_smoke_accuracy": thr}, cache=False),
     ]
@@ -166,7 +175,9 @@ def run(ctx: LabContext) -> dict[str, Any]:
     mlflow = ctx.mlflow()
     thr = threshold()
     mlflow.set_experiment(ctx.experiment())
-    cache = ctx.rundir.parent / "cache"  # outlives a run: unchanged steps are reused next time
+    # Outlives a run: unchanged steps are reused next time. One per backend, since the k8s backend's
+    # cached outputs also live on the work PVC, where the next step's Job reads them.
+    cache = ctx.rundir.parent / f"cache-{ctx.backend.name}"
     out: dict[str, Any] = {"threshold": thr, "experiment": ctx.experiment(), "pipelines": {}}
 
     def show(r: StepResult) -> None:
@@ -179,7 +190,13 @@ def run(ctx: LabContext) -> dict[str, Any]:
     for label, epochs in (("good-config", 8 if ctx.quick else 12), ("bad-config", 1)):
         ctx.console.print(f"pipeline {label} (train {epochs} epochs, gate accuracy >= {thr}):")
         pid, steps = run_pipeline(
-            pipeline(ctx, mlflow, epochs, thr), ctx.rundir / label, cache, mlflow, label, on_step=show
+            pipeline(ctx, mlflow, epochs, thr),
+            ctx.rundir / label,
+            cache,
+            mlflow,
+            label,
+            on_step=show,
+            run_step=ctx.backend.run_step,
         )
         out["pipelines"][label] = {
             "run_id": pid,

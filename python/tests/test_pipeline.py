@@ -1,0 +1,105 @@
+"""mllab.pipeline's remote steps (lab 8 on the cluster is a chain of step Jobs) and
+mllab.pipeline_step, the entry point each step's Job runs (here as a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mllab.pipeline import Step, run_pipeline
+
+
+def step_a(inputs: dict[str, Path], params: dict[str, Any], out: Path) -> dict[str, Any]:
+    (out / "a.txt").write_text(str(params["n"]))
+    return {"n": params["n"]}
+
+
+def step_b(inputs: dict[str, Path], params: dict[str, Any], out: Path) -> dict[str, Any]:
+    n = int((inputs["a"] / "a.txt").read_text())
+    (out / "b.txt").write_text(str(2 * n))
+    return {"double": 2 * n}
+
+
+def step_c(inputs: dict[str, Path], params: dict[str, Any], out: Path) -> dict[str, Any]:
+    return {"seen": int((inputs["b"] / "b.txt").read_text())}
+
+
+@pytest.fixture
+def mlflow(tmp_path: Path) -> Any:
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("pipeline-test")
+    yield mlflow
+    mlflow.set_tracking_uri("")
+
+
+def steps(n: int) -> list[Step]:
+    return [
+        Step("a", step_a, params={"n": n}, remote=True),
+        Step("b", step_b, ["a"], remote=True),
+        Step("c", step_c, ["b"], cache=False),
+    ]
+
+
+def test_remote_steps_go_through_the_backend_keyed_by_their_outputs(tmp_path: Path, mlflow: Any) -> None:
+    calls: list[tuple[str, str, dict[str, str]]] = []
+
+    def run_step(fn, inputs, params, out, key, input_keys):  # a spy: records, then runs the step here
+        calls.append((fn.__name__, key, input_keys))
+        return fn(inputs, params, out)
+
+    _, results = run_pipeline(steps(3), tmp_path / "w1", tmp_path / "cache", mlflow, "p1", run_step=run_step)
+    assert [(r.name, r.status) for r in results] == [("a", "Succeeded"), ("b", "Succeeded"), ("c", "Succeeded")]
+    assert [c[0] for c in calls] == ["step_a", "step_b"]  # c is not remote: it ran in this process
+    (_, key_a, _), (_, key_b, inputs_b) = calls
+    assert inputs_b == {"a": key_a}  # b's Job is told where a's output lives
+    assert (results[0].output.name, results[1].output.name) == (key_a, key_b)  # the key names the cached output
+    assert results[2].metrics == {"seen": 6}
+    calls.clear()
+    _, again = run_pipeline(steps(3), tmp_path / "w2", tmp_path / "cache", mlflow, "p2", run_step=run_step)
+    assert [r.status for r in again] == ["Cached", "Cached", "Succeeded"] and calls == []
+    _, changed = run_pipeline(steps(4), tmp_path / "w3", tmp_path / "cache", mlflow, "p3", run_step=run_step)
+    assert [c[0] for c in calls] == ["step_a", "step_b"] and changed[2].metrics == {"seen": 8}
+    assert calls[0][1] != key_a  # new parameters, new output key
+
+
+def test_a_remote_step_cannot_read_an_in_process_step(tmp_path: Path, mlflow: Any) -> None:
+    bad = [Step("a", step_a, params={"n": 1}), Step("b", step_b, ["a"], remote=True)]
+    with pytest.raises(ValueError, match=r"remote step 'b' reads outputs of in-process steps \['a'\]"):
+        run_pipeline(bad, tmp_path / "w", tmp_path / "cache", mlflow, "p", run_step=lambda *a: {})
+
+
+def run_step_entry(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mllab.pipeline_step", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_step_entry_point_runs_a_lab_step_into_its_output_folder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.txt").write_text("from a failed attempt")
+    (out / ".attempts").write_text("2\n")
+    proc = run_step_entry(
+        "--fn", "mllab.labs.lab08_pipeline:preprocess", "--params", '{"test_size": 0.25}', "--out", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == {"n_train": 1347, "n_test": 450} and json.loads(proc.stdout.splitlines()[-1]) == metrics
+    assert sorted(p.name for p in out.iterdir()) == [".attempts", "digits.npz", "metrics.json"]
+
+
+def test_the_step_entry_point_names_a_missing_input(tmp_path: Path) -> None:
+    proc = run_step_entry(
+        "--fn", "mllab.labs.lab08_pipeline:evaluate_step", "--out", str(tmp_path / "o"),
+        "--input", f"preprocess={tmp_path / 'nowhere'}",
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert f"input 'preprocess' is missing at {tmp_path / 'nowhere'}" in proc.stderr
+    proc = run_step_entry("--fn", "mllab.labs.lab08_pipeline:preprocess", "--out", str(tmp_path), "--input", "x")
+    assert proc.returncode == 2 and "--input 'x' is not NAME=DIR" in proc.stderr
