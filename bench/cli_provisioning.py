@@ -75,7 +75,9 @@ def provisioning(reruns: int = 3) -> Section:
         return section
     bindir = str(ROOT / ".venv/bin")
     env = dict(os.environ, PATH=bindir + os.pathsep + os.environ["PATH"], MOLECULE_DISTRO="bookworm")
-    env["MOLECULE_IMAGE"] = env.get("MOLECULE_IMAGE", "mllab-systemd:bookworm")
+    if "MOLECULE_IMAGE" not in env:  # the local image `make molecule` uses (built once, then cached)
+        subprocess.run([str(ROOT / "tests/molecule/build-image.sh"), "bookworm"], check=True)
+        env["MOLECULE_IMAGE"] = "mllab-systemd:bookworm"
     subprocess.run(["molecule", "destroy"], cwd=ROOT / "roles/base", env=env, capture_output=True)
     subprocess.run(["molecule", "create"], cwd=ROOT / "roles/base", env=env, capture_output=True, check=True)
     try:

@@ -118,7 +118,10 @@ def print_sections(sections: list[Section]) -> None:
         table.add_column("note")
         for r in s.rows:
             table.add_row(r.name, *[str(r.figures[c]) if c in r.figures else "-" for c in s.columns], r.note)
-        console.print(table)
+        if s.rows:
+            console.print(table)
+        else:
+            console.print(f"[bold]{s.title}[/bold]")
         if s.verdict:
             console.print(f"[bold]{s.verdict}[/bold]")
 
@@ -138,11 +141,12 @@ def write_report(sections: list[Section], vers: dict[str, str], command: str, pa
         lines += [f"## {s.title}", ""]
         if s.target:
             lines += [f"Target: {s.target}", ""]
-        lines += ["| | " + " | ".join(s.columns) + " | note |", "|---" * (len(s.columns) + 2) + "|"]
-        for r in s.rows:
-            cells = [str(r.figures[c]) if c in r.figures else "-" for c in s.columns]
-            lines.append(f"| {r.name} | " + " | ".join(cells) + f" | {r.note} |")
-        lines.append("")
+        if s.rows:
+            lines += ["| | " + " | ".join(s.columns) + " | note |", "|---" * (len(s.columns) + 2) + "|"]
+            for r in s.rows:
+                cells = [str(r.figures[c]) if c in r.figures else "-" for c in s.columns]
+                lines.append(f"| {r.name} | " + " | ".join(cells) + f" | {r.note} |")
+            lines.append("")
         if s.verdict:
             lines += [f"**Result:** {s.verdict}", ""]
         if s.reproduce:
