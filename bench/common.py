@@ -59,6 +59,7 @@ class Section:
     verdict: str = ""  # the target met or the gap, stated from the measured numbers
     reproduce: str = ""
     chart: str | None = None  # column to chart, if any
+    notes: str = ""  # what the figures rest on (design, method), written under the section
 
 
 def timed(fn: Callable[[], object], runs: int, warmup: int = 1) -> Figure:
@@ -151,6 +152,8 @@ def write_report(sections: list[Section], vers: dict[str, str], command: str, pa
             lines += [f"**Result:** {s.verdict}", ""]
         if s.reproduce:
             lines += [f"Reproduce: `{s.reproduce}`", ""]
+        if s.notes:
+            lines += [s.notes.strip(), ""]
     if any(s.chart for s in sections):
         lines += ["![benchmarks](benchmarks.png)", ""]
     path.write_text("\n".join(lines))
