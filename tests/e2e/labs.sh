@@ -11,9 +11,9 @@ set -euo pipefail
 source "$(dirname "$0")/lib/env.sh"
 
 # Every lab with a cluster side: 1 (a Job; no GPU here, so its GPU check is skipped),
-# 2 (Job, pod killed, replaced, resumed), 4 (a Job per trial), 5 (Indexed Job + torchrun),
-# 6-8 (InferenceServices on the KServe the platform installed, retraining Job). Lab 3 is
-# MLflow only. Lab 7's ServiceMonitor and Prometheus query need Prometheus (real hosts).
+# 2 (Job, pod killed, replaced, resumed), 4 (one Indexed Job, a trial per index), 5 (Indexed
+# Job + torchrun), 6-8 (InferenceServices on the KServe the platform installed, retraining
+# Job, lab 8's pipeline steps as Jobs on the work PVC). Lab 3 is MLflow only. Lab 7's ServiceMonitor and Prometheus query need Prometheus (real hosts).
 labs=("$@")
 [[ ${#labs[@]} -gt 0 ]] || labs=(1 2 4 5 6 7 8)
 
