@@ -46,6 +46,8 @@ IMAGE_ERRORS = {
 POLL_S = 1.0
 ISVC = ("serving.kserve.io", "v1beta1")  # + namespace, "inferenceservices"
 MONITORING = ("monitoring.coreos.com", "v1")  # + namespace, "servicemonitors"
+# The custom resources a lab creates: kind -> (group, version, plural)
+CUSTOM = {"InferenceService": (*ISVC, "inferenceservices"), "ServiceMonitor": (*MONITORING, "servicemonitors")}
 
 
 def load_kube_config() -> None:
@@ -178,10 +180,9 @@ class K8sBackend(Backend):
     def _create(self, body: dict[str, Any], namespace: str) -> None:
         kind, name = body["kind"], body["metadata"]["name"]
         try:
-            if kind == "InferenceService":
-                self.custom.create_namespaced_custom_object(*ISVC, namespace, "inferenceservices", body)
-            elif kind == "ServiceMonitor":
-                self.custom.create_namespaced_custom_object(*MONITORING, namespace, "servicemonitors", body)
+            if kind in CUSTOM:
+                group, version, plural = CUSTOM[kind]
+                self.custom.create_namespaced_custom_object(group, version, namespace, plural, body)
             else:
                 getattr(self._api(kind), f"create_namespaced_{_snake(kind)}")(namespace, body)
         except self._client.ApiException as exc:
@@ -202,10 +203,9 @@ class K8sBackend(Backend):
 
     def _delete(self, kind: str, namespace: str, name: str) -> None:
         try:
-            if kind == "InferenceService":
-                self.custom.delete_namespaced_custom_object(*ISVC, namespace, "inferenceservices", name)
-            elif kind == "ServiceMonitor":
-                self.custom.delete_namespaced_custom_object(*MONITORING, namespace, "servicemonitors", name)
+            if kind in CUSTOM:
+                group, version, plural = CUSTOM[kind]
+                self.custom.delete_namespaced_custom_object(group, version, namespace, plural, name)
             else:
                 kw: dict[str, Any] = {"propagation_policy": "Background"}
                 if kind == "Pod":
