@@ -10,15 +10,22 @@ VENV      ?= .venv
 PYTHON    := $(shell scripts/find-python.sh)
 BIN       := $(VENV)/bin
 ANSIBLE_ARGS ?=
-# Distributions the molecule scenarios run on (local images, see tests/molecule/).
-# Scenarios named fake-* (roles' logic against labelled CLI stand-ins) run on the first only.
+# Distributions the molecule scenarios run on (local images, see tests/molecule/): all of
+# them for the roles in MOLECULE_ALL_DISTROS_ROLES (base: its packages and services differ
+# between Debian releases), the first for the other roles and for fake-* scenarios (roles'
+# logic against labelled CLI stand-ins), whose tasks do not depend on the release.
+# MOLECULE_JOBS runs run side by side (tests/molecule/run-all.sh).
 MOLECULE_DISTROS ?= bookworm trixie
+MOLECULE_ALL_DISTROS_ROLES ?= base
+MOLECULE_JOBS ?= 2
+# scripts/timed: how long each tier took (and, for .ci/run, a line in $$MLLAB_STAGES).
+TIMED := scripts/timed
 # Every roles/<role>/molecule/<scenario>, except *-real ones (they need real hosts:
 # snap store, GPUs; run them with `make molecule-real`).
 MOLECULE_SCENARIOS := $(sort $(filter-out %-real/molecule.yml,$(wildcard roles/*/molecule/*/molecule.yml)))
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help site verify platform-render reset test lint unit molecule molecule-images molecule-real labs-test lab-image e2e e2e-build e2e-up e2e-down bench clean
+.PHONY: help venv site verify platform-render reset test lint unit molecule molecule-images molecule-real labs-test lab-image e2e e2e-build e2e-up e2e-down e2e-platform e2e-labs bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -41,6 +48,8 @@ $(VENV)/.dev: requirements/dev.txt requirements/controller.txt | $(BIN)/activate
 	$(BIN)/pip install -q -r requirements/dev.txt
 	@touch $@
 
+venv: $(VENV)/.dev $(VENV)/.collections $(VENV)/.labs ## the venv with everything the tests need
+
 # --- the main job -------------------------------------------------------------------
 site: $(VENV)/.collections ## provision: ansible-playbook site.yml on $(INVENTORY)
 	$(BIN)/ansible-playbook -i $(INVENTORY) site.yml $(ANSIBLE_ARGS)
@@ -56,7 +65,11 @@ reset: $(VENV)/.collections ## tear the lab down (playbooks/reset.yml)
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/reset.yml $(ANSIBLE_ARGS)
 
 # --- tests ----------------------------------------------------------------------------
-test: lint unit molecule labs-test ## every tier these machines can run
+test: ## every tier these machines can run: lint, unit, molecule, labs-test (each timed)
+	@$(TIMED) lint $(MAKE) --no-print-directory lint
+	@$(TIMED) unit $(MAKE) --no-print-directory unit
+	@$(TIMED) molecule $(MAKE) --no-print-directory molecule
+	@$(TIMED) labs-test $(MAKE) --no-print-directory labs-test
 
 lint: $(VENV)/.dev $(VENV)/.collections ## yamllint, ansible-lint (production), ruff, syntax-check
 	$(BIN)/yamllint --strict .
@@ -69,24 +82,14 @@ lint: $(VENV)/.dev $(VENV)/.collections ## yamllint, ansible-lint (production), 
 unit: $(VENV)/.dev $(VENV)/.labs ## unit tests (parsers, filters, rendering, schemas, alert rules)
 	$(PYTEST) tests/unit -q -ra
 
-molecule-images: ## build the local Debian systemd images molecule uses
+molecule-images: ## build the local Debian systemd images molecule uses (both at once)
 	@if [ -n "$${MOLECULE_IMAGE:-}" ]; then echo "using MOLECULE_IMAGE=$$MOLECULE_IMAGE"; else \
-	  for d in $(MOLECULE_DISTROS); do tests/molecule/build-image.sh $$d; done; fi
+	  pids=(); for d in $(MOLECULE_DISTROS); do tests/molecule/build-image.sh $$d & pids+=($$!); done; \
+	  for p in "$${pids[@]}"; do wait $$p; done; fi
 
-molecule: $(VENV)/.dev $(VENV)/.collections molecule-images ## every role's molecule scenarios, per distro
-	@first=$(firstword $(MOLECULE_DISTROS)); \
-	for f in $(MOLECULE_SCENARIOS); do \
-	  role=$$(echo $$f | cut -d/ -f2); scenario=$$(echo $$f | cut -d/ -f4); \
-	  distros="$(MOLECULE_DISTROS)"; \
-	  case $$scenario in fake-*) distros=$$first;; esac; \
-	  for d in $$distros; do \
-	    echo "=== molecule: role $$role, scenario $$scenario, $$d"; \
-	    start=$$(date +%s); \
-	    (cd roles/$$role && MOLECULE_DISTRO=$$d MOLECULE_IMAGE=$${MOLECULE_IMAGE:-mllab-systemd:$$d} \
-	      PATH="$(CURDIR)/$(BIN):$$PATH" molecule test -s $$scenario) || exit 1; \
-	    echo "=== molecule: role $$role, scenario $$scenario, $$d passed in $$(( $$(date +%s) - start )) s"; \
-	  done; \
-	done
+molecule: $(VENV)/.dev $(VENV)/.collections molecule-images ## every role's molecule scenarios (MOLECULE_JOBS at a time)
+	MOLECULE_DISTROS="$(MOLECULE_DISTROS)" MOLECULE_ALL_DISTROS_ROLES="$(MOLECULE_ALL_DISTROS_ROLES)" \
+	  MOLECULE_JOBS=$(MOLECULE_JOBS) VENV_BIN=$(CURDIR)/$(BIN) tests/molecule/run-all.sh $(MOLECULE_SCENARIOS)
 
 molecule-real: $(VENV)/.dev $(VENV)/.collections ## real MicroK8s on THIS host (needs the snap store and sudo; skips with the reason otherwise)
 	cd roles/microk8s && PATH="$(CURDIR)/$(BIN):$$PATH" molecule test -s microk8s-real
@@ -110,7 +113,13 @@ e2e-down: ## stop it; leaves no process, mount or iptables rule behind
 	tests/e2e/cluster down
 
 e2e: $(VENV)/.dev $(VENV)/.collections $(VENV)/.labs ## e2e tier: cluster up, go/no-go, platform + test_platform, labs on the k8s backend, down
-	VENV=$(VENV) tests/e2e/run
+	VENV=$(VENV) tests/e2e/run all
+
+e2e-platform: $(VENV)/.dev $(VENV)/.collections $(VENV)/.labs ## e2e tier, first half: builds, up, go/no-go, platform + test_platform (cluster left up)
+	VENV=$(VENV) tests/e2e/run platform
+
+e2e-labs: $(VENV)/.dev $(VENV)/.labs ## e2e tier, second half: the labs on the running cluster, then down
+	VENV=$(VENV) tests/e2e/run labs
 
 # The lab runner image (mllab_image): this checkout's mllab with its labs extra, as an image
 # archive. No registry publishes it: import the archive on every node

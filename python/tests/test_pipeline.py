@@ -33,6 +33,8 @@ def mlflow(tmp_path: Path) -> Any:
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    # Artifacts under tmp_path too: a sqlite store's default artifact root is ./mlruns.
+    mlflow.create_experiment("pipeline-test", artifact_location=(tmp_path / "artifacts").as_uri())
     mlflow.set_experiment("pipeline-test")
     yield mlflow
     mlflow.set_tracking_uri("")

@@ -32,6 +32,12 @@ PYTHON=${PYTHON:-python3}
 # shellcheck source=tests/e2e/versions.env
 source "$E2E/versions.env"
 
+# One build at a time: the unit tier (test_kserve_crds.py) and the e2e tier may ask for the
+# same outputs at once (.ci/run runs them side by side).
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.kserve-build.lock"
+flock 9
+
 cd "$HERE"
 version=$(awk '$1 == "github.com/kserve/kserve" {print $2} $1 == "require" && $2 == "github.com/kserve/kserve" {print $3}' go.mod)
 [[ $version == "$KSERVE_VERSION" ]] || {
