@@ -17,6 +17,12 @@ delayed labels posted to ``NAME-feedback``) and ``model_feature_psi`` (live wind
 
 from __future__ import annotations
 
-from mllab.serving.server import main
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m mllab.serving` (imported on call: `mllab.serving.limits` stays numpy-free for the CLI)."""
+    from mllab.serving.server import main as server_main
+
+    return server_main(argv)
+
 
 __all__ = ["main"]
