@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,8 @@ def probe(*args: str, env_home: Path) -> dict:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"MLLAB_HOME": str(env_home), "PATH": "/usr/bin:/bin"},
+        # A bare environment, but the same mllab (a checkout on PYTHONPATH, if that is how the tests run).
+        env={"MLLAB_HOME": str(env_home), "PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
         check=False,
     )
     return json.loads(out.stderr.strip().splitlines()[-1])
