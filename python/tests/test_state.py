@@ -63,6 +63,15 @@ def test_damaged_progress_is_moved_aside_with_one_warning(kind: str, home: Path)
     assert again.returncode == 0 and "warning" not in again.stderr
 
 
+def test_a_directory_in_place_of_progress_json_is_moved_aside(home: Path) -> None:
+    (home / "progress.json" / "x").mkdir(parents=True)
+    out = run("start", "2")
+    assert out.returncode == 0, out.stderr
+    assert len(warnings_about(home / "progress.json", out.stderr)) == 1 and "a directory" in out.stderr
+    assert (home / "progress.json.corrupt" / "x").is_dir()
+    assert "started_at" in json.loads((home / "progress.json").read_text())["02"]
+
+
 @pytest.mark.parametrize(
     ("args", "code"),
     [

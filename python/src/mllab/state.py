@@ -199,14 +199,25 @@ def read_json_state(
                 raw = fh.read()
         except FileNotFoundError:
             return None
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            what = "empty file" if not raw.strip() else f"not valid JSON (truncated?): {exc}"
+        except IsADirectoryError:
+            try:
+                seen = os.stat(path)
+            except FileNotFoundError:
+                return None
+            what = "a directory, not a file"
+        except PermissionError as exc:
+            raise StateUnwritable(
+                f"cannot read {path}: {exc.strerror}", "make it readable, or point MLLAB_HOME elsewhere"
+            ) from None
         else:
-            what = problem(data) if problem else None
-            if what is None:
-                return data
+            try:
+                data = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                what = "empty file" if not raw.strip() else f"not valid JSON (truncated?): {exc}"
+            else:
+                what = problem(data) if problem else None
+                if what is None:
+                    return data
         with lock() if lock else contextlib.nullcontext():
             try:
                 moved = _quarantine(path, seen)
