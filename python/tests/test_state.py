@@ -14,18 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import mllab_cmd
-
-
-def run(*args: str, env: dict[str, str] | None = None, stdin: int | None = subprocess.DEVNULL, timeout: float = 120):
-    return subprocess.run(
-        mllab_cmd(*args),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        stdin=stdin,
-        check=False,
-    )
+from conftest import run_mllab as run
 
 
 def warnings_about(path: Path, stderr: str) -> list[str]:
