@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,21 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def mllab_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "mllab", *args]
+
+
+def run_mllab(
+    *args: str, env: dict[str, str] | None = None, stdin: int | None = subprocess.DEVNULL, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`mllab ARGS` as a learner types it, in this environment plus `env`; never raises."""
+    return subprocess.run(
+        mllab_cmd(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        stdin=stdin,
+        check=False,
+    )
 
 
 def processes_mentioning(text: str) -> list[str]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import mllab_cmd
+from conftest import run_mllab as run
 from mllab.procs import free_port
 
 HEAVY = ("torch", "mlflow", "kserve", "sklearn", "scipy", "matplotlib")
@@ -30,7 +31,8 @@ def probe(*args: str, env_home: Path) -> dict:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"MLLAB_HOME": str(env_home), "PATH": "/usr/bin:/bin"},
+        # A bare environment, but the same mllab (a checkout on PYTHONPATH, if that is how the tests run).
+        env={"MLLAB_HOME": str(env_home), "PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
         check=False,
     )
     return json.loads(out.stderr.strip().splitlines()[-1])
@@ -41,19 +43,6 @@ def test_light_commands_do_not_import_heavy_packages(args: tuple[str, ...], home
     result = probe(*args, env_home=home)
     assert result["code"] in (0, None)
     assert result["heavy"] == [], f"`mllab {' '.join(args)}` imported {result['heavy']}"
-
-
-def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    import os
-
-    return subprocess.run(
-        mllab_cmd(*args),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
 
 
 def test_list_json(home: Path) -> None:

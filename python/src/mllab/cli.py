@@ -198,20 +198,58 @@ def cmd_progress(args: argparse.Namespace) -> int:
     return 0
 
 
+_RESET_WHAT = {
+    "labs": "every lab's working directory and outputs",
+    "mlflow": "the local MLflow store: runs, metrics, registered models",
+    "progress.json": "your progress: started, last run, last check",
+}
+
+
+def _confirm_reset_all(targets: list[Path], yes: bool) -> bool:
+    """Say what `mllab reset` (all labs) deletes; True to go ahead (asked on a terminal unless --yes)."""
+    listing = "\n".join(f"  {p}  ({_RESET_WHAT.get(p.name, p.name)})" for p in targets)
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"`mllab reset` without a lab number deletes everything below, and stdin is not a terminal to "
+            f"ask for confirmation; nothing was deleted:\n{listing}",
+            "pass --yes to delete it all (`mllab reset --yes`), or reset one lab with `mllab reset N`",
+        )
+    console.print(f"[bold]mllab reset[/] deletes:\n{escape(listing)}")
+    try:
+        answer = input("Delete all of this? [y/N] ")
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
+
+
 def cmd_reset(args: argparse.Namespace) -> int:
-    from mllab.runner import parse_lab, recorded_backend, reset
+    from mllab.runner import lab_lock, parse_lab, recorded_backend, reset, reset_targets
 
     lab = parse_lab(args.lab) if args.lab else None
-    removed: list[Any] = []
-    if lab is not None and (args.backend == "k8s" or recorded_backend(lab) == "k8s"):
-        from mllab.backends.k8s import reset_lab
-        from mllab.backends.k8s_objects import K8sConfig
+    if lab is None:
+        targets = reset_targets(None)
+        if not targets:
+            console.print("Nothing to reset: no progress, lab outputs or local MLflow store yet.")
+            return 0
+        if not _confirm_reset_all(targets, args.yes):
+            console.print("Nothing deleted.")
+            return 1
+        removed: list[Any] = reset(None)
+        gone = ", ".join(map(str, removed)) or "nothing"
+        console.print(f"Reset all labs (and the local MLflow store); removed: {gone}")
+        return 0
+    removed = []
+    with lab_lock(lab, f"mllab reset {lab.number}"):  # not while the lab runs; reset() takes it again
+        if args.backend == "k8s" or recorded_backend(lab) == "k8s":
+            from mllab.backends.k8s import reset_lab
+            from mllab.backends.k8s_objects import K8sConfig
 
-        cfg = K8sConfig.from_env()
-        removed += reset_lab(lab.number, sorted({cfg.namespace, cfg.serving_namespace}))
-    removed += reset(lab)
-    what = f"lab {lab.number}" if lab else "all labs (and the local MLflow store)"
-    console.print(f"Reset {what}; removed: {', '.join(map(str, removed)) or 'nothing'}")
+            cfg = K8sConfig.from_env()
+            removed += reset_lab(lab.number, sorted({cfg.namespace, cfg.serving_namespace}))
+        removed += reset(lab)
+    console.print(f"Reset lab {lab.number}; removed: {', '.join(map(str, removed)) or 'nothing'}")
     return 0
 
 
@@ -325,6 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["local", "k8s"],
         default=None,
         help="k8s: also delete the lab's Jobs, Services and InferenceServices (default: when it last ran there)",
+    )
+    p.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="reset everything without asking (needed when stdin is not a terminal)",
     )
     p.set_defaults(func=cmd_reset)
     p = sub.add_parser("doctor", help="what is reachable (MLflow, cluster, GPU, KServe) and what to fix")

@@ -37,3 +37,19 @@ class JobFailed(MllabError):
     """A training job (or distributed job) did not succeed within its retries and deadline."""
 
     exit_code = 5
+
+
+class LabBusy(MllabError):
+    """Another process is running (or resetting) this lab: it holds the lab's lock."""
+
+    exit_code = 6
+
+
+class HomeUnusable(MllabError):
+    """MLLAB_HOME is not a usable directory (a file, under a file, or not writable)."""
+
+    exit_code = 7
+
+
+class StateUnwritable(HomeUnusable):
+    """A state file under MLLAB_HOME cannot be written (permissions, read-only file system, disk full)."""

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from mllab.backends import get_backend
-from mllab.errors import UsageError
-from mllab.home import Progress, home, now, read_json, write_json_atomic
-from mllab.labs import LabInfo
+from mllab.errors import LabBusy, UsageError
+from mllab.home import Progress, home, lock_dir, now
+from mllab.labs import LABS, LabInfo
 from mllab.labs.base import Check, LabContext, seed_from_env
+from mllab.state import LockBusy, file_lock, fsync_dir, read_json_state, write_json_atomic
 
 
 def lab_dir(lab: LabInfo) -> Path:
@@ -24,6 +28,37 @@ def run_dir(lab: LabInfo) -> Path:
     return lab_dir(lab) / "run"
 
 
+def lock_path(lab: LabInfo) -> Path:
+    """The lab's lock file: outside the lab's directory, so `reset` never deletes a held lock."""
+    return lock_dir() / f"{lab.dirname}.lock"
+
+
+@contextlib.contextmanager
+def lab_lock(lab: LabInfo, command: str) -> Iterator[None]:
+    """Hold lab `lab`'s lock for `command`, or raise `LabBusy` naming the process that holds it.
+
+    An flock, not a PID file: the kernel releases it when the holder exits, so a crashed run never
+    blocks the next one.
+    """
+    holder = {"pid": os.getpid(), "started_at": now(), "command": command}
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(file_lock(lock_path(lab), blocking=False, holder=holder))
+        except LockBusy as exc:
+            h = exc.holder
+            state = "already running" if str(h.get("command", "mllab run")).startswith("mllab run") else "busy"
+            who = (
+                f"PID {h.get('pid')} (`{h.get('command', '?')}`), started {h.get('started_at', 'at an unknown time')}"
+                if h
+                else "another process (it has not recorded its PID yet)"
+            )
+            raise LabBusy(
+                f"lab {lab.number} is {state}: {who}",
+                f"wait for it to finish, or stop it (kill {h.get('pid', '<PID>')}); lock file: {exc.path}",
+            ) from None
+        yield
+
+
 def start_lab(lab: LabInfo) -> Path:
     lab_dir(lab).mkdir(parents=True, exist_ok=True)
     Progress().update(lab.number, started_at=now())
@@ -31,8 +66,16 @@ def start_lab(lab: LabInfo) -> Path:
 
 
 def run_lab(lab: LabInfo, backend_name: str = "local", quick: bool = False, console: Console | None = None) -> dict:
-    """Run lab `lab` in a staging dir; only a complete run replaces the previous one."""
+    """Run lab `lab` in a staging dir; only a complete run replaces the previous one.
+
+    Refused (`LabBusy`) while another process runs (or resets) the same lab.
+    """
     console = console or Console()
+    with lab_lock(lab, f"mllab run {lab.number}" + (f" --backend {backend_name}" if backend_name != "local" else "")):
+        return _run_locked(lab, backend_name, quick, console)
+
+
+def _run_locked(lab: LabInfo, backend_name: str, quick: bool, console: Console) -> dict:
     backend = get_backend(backend_name)  # fails fast (k8s: not available yet) before anything is written
     module = lab.load()
     staging = lab_dir(lab) / "run.partial"
@@ -69,6 +112,7 @@ def run_lab(lab: LabInfo, backend_name: str = "local", quick: bool = False, cons
     if final.exists():
         final.rename(old)
     staging.rename(final)
+    fsync_dir(lab_dir(lab))
     shutil.rmtree(old, ignore_errors=True)
     Progress().update(lab.number, last_run={"at": meta["finished_at"], "wall_s": wall, "backend": backend_name})
     return {"meta": meta, "result": result}
@@ -79,8 +123,25 @@ def recorded_backend(lab: LabInfo) -> str | None:
     return rec["meta"].get("backend") if rec else None
 
 
+def _result_problem(data: Any) -> str | None:
+    """What is wrong with the shape of a result.json (None: usable)."""
+    if not isinstance(data, dict):
+        return f"expected an object, found {type(data).__name__}"
+    meta = data.get("meta")
+    if not isinstance(meta, dict):
+        return "no 'meta' object"
+    if not isinstance(data.get("result"), dict):
+        return "no 'result' object"
+    if not isinstance(meta.get("backend", "local"), str) or not isinstance(meta.get("quick", False), bool):
+        return "'meta' has a non-string backend or a non-boolean quick"
+    if not isinstance(meta.get("seed", 42), int):
+        return "'meta' has a non-integer seed"
+    return None
+
+
 def load_result(lab: LabInfo) -> dict | None:
-    return read_json(run_dir(lab) / "result.json")
+    """The last completed run's result.json; None if absent or damaged (then moved aside, with a warning)."""
+    return read_json_state(run_dir(lab) / "result.json", _result_problem)
 
 
 def check_lab(lab: LabInfo, backend_name: str | None = None, console: Console | None = None) -> list[Check]:
@@ -115,23 +176,41 @@ def check_lab(lab: LabInfo, backend_name: str | None = None, console: Console | 
     return checks
 
 
-def reset(lab: LabInfo | None) -> list[Path]:
-    """Forget progress and outputs (one lab, or everything including the local MLflow store)."""
-    removed: list[Path] = []
-    if lab is None:
+def reset_targets(lab: LabInfo | None) -> list[Path]:
+    """What `reset(lab)` would delete (that exists now)."""
+    if lab is not None:
+        paths = [lab_dir(lab)]
+    else:
         root = home()
-        for child in ("labs", "mlflow"):
-            path = root / child
-            if path.exists():
-                shutil.rmtree(path)
-                removed.append(path)
-        Progress().forget()
-        return removed
-    path = lab_dir(lab)
-    if path.exists():
-        shutil.rmtree(path)
-        removed.append(path)
-    Progress().forget(lab.number)
+        paths = [root / "labs", root / "mlflow", root / "progress.json"]
+    return [p for p in paths if p.exists()]
+
+
+def reset(lab: LabInfo | None) -> list[Path]:
+    """Forget progress and outputs (one lab, or everything including the local MLflow store).
+
+    Holds the lab's lock (every lab's, for everything): `LabBusy` while one of them is running.
+    """
+    removed: list[Path] = []
+    with contextlib.ExitStack() as stack:
+        for each in LABS if lab is None else (lab,):
+            stack.enter_context(lab_lock(each, "mllab reset" + (f" {lab.number}" if lab else "")))
+        if lab is None:
+            root = home()
+            for child in ("labs", "mlflow"):
+                path = root / child
+                if path.exists():
+                    shutil.rmtree(path)
+                    removed.append(path)
+            if (root / "progress.json").exists():
+                removed.append(root / "progress.json")
+            Progress().forget()
+            return removed
+        path = lab_dir(lab)
+        if path.exists():
+            shutil.rmtree(path)
+            removed.append(path)
+        Progress().forget(lab.number)
     return removed
 
 
