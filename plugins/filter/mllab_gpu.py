@@ -298,8 +298,12 @@ def mllab_gpu_operator_values(
             }
         },
     }
-    if mig != "none":
-        values["mig"] = {"strategy": mig}
+    # Always explicit: the chart's own default is `single` (NVIDIA/gpu-operator
+    # deployments/gpu-operator/values.yaml, v25.10.0@6f3d599d and main@a22dbf67) and the
+    # nvidia addon sets no mig value (canonical/microk8s-core-addons@f6898115
+    # addons/nvidia/enable, deploy_gpu_operator), so leaving it out meant `single`, not
+    # `none`. ClusterPolicy accepts none|single|mixed (api/nvidia/v1/clusterpolicy_types.go).
+    values["mig"] = {"strategy": mig}
     return values
 
 

@@ -221,11 +221,24 @@ def test_operator_values():
         "enabled": True,
         "additionalLabels": {"release": "kube-prom-stack"},
     }
-    assert "mig" not in values
+    assert values["mig"] == {"strategy": "none"}
     off = g.mllab_gpu_operator_values({"mig_strategy": "single"}, monitoring=False)
     assert off["dcgmExporter"]["serviceMonitor"] == {"enabled": False}
     assert off["mig"] == {"strategy": "single"}
     json.dumps(values)  # plain data, writable with to_nice_yaml
+
+
+@pytest.mark.parametrize("strategy", ["none", "single", "mixed"])
+def test_operator_values_always_name_the_mig_strategy(strategy):
+    """Regression (issue 12, item 13): with mig_strategy none the values left `mig` out, so the
+    chart default won: `mig.strategy: single` (NVIDIA/gpu-operator@6f3d599d = v25.10.0, the
+    MicroK8s default, deployments/gpu-operator/values.yaml), and the nvidia addon sets no MIG
+    value itself (canonical/microk8s-core-addons@f6898115:addons/nvidia/enable). The chosen
+    strategy is now always passed; ClusterPolicy accepts none|single|mixed
+    (api/nvidia/v1/clusterpolicy_types.go)."""
+    values = g.mllab_gpu_operator_values({"mig_strategy": strategy}, monitoring=False)
+    assert values["mig"] == {"strategy": strategy}
+    assert g.mllab_gpu_operator_values({}, monitoring=False)["mig"] == {"strategy": "none"}  # role default
 
 
 def test_operator_argv():
