@@ -1,5 +1,5 @@
 """GPU decisions for the gpu layer (roles/gpu): detect NVIDIA GPUs from `lspci -nn` and
-`nvidia-smi -L`, and build the NVIDIA device plugin / GPU operator settings. Pure
+`nvidia-smi --query-gpu=...` (CSV), and build the NVIDIA device plugin / GPU operator settings. Pure
 functions, used as Ansible filters and unit tested in tests/unit/test_gpu_filters.py on
 output samples under tests/unit/samples/gpu/.
 
@@ -7,7 +7,12 @@ Facts used (shared/reference/FACTS.md §3, with their upstream sources):
 - lspci -nn: `<slot> <class name> [<class>]: <vendor> <device> [<vendor id>:<device id>]`;
   NVIDIA is vendor 10de; GPUs are class 0300 (VGA) or 0302 (3D controller); other 10de
   functions (HDMI audio 0403, USB, bridges) are not GPUs; `(rev ff)` = device unreachable.
-- nvidia-smi -L: `GPU <i>: <name> (UUID: GPU-...)`, MIG lines indented below their GPU.
+- nvidia-smi -L: `GPU <i>: <name> (UUID: GPU-...)`, MIG lines indented below their GPU
+  (no formal spec: kept for captures only, the role does not scrape it).
+- nvidia-smi --query-gpu=<fields> --format=csv,noheader (nvidia-smi(1), "--format"): one
+  line per GPU, fields joined by ", ", values with their unit (`40960 MiB`), `[N/A]` or
+  `[Not Supported]` when the GPU has no such value; mig.mode.current is Enabled/Disabled,
+  `[N/A]` on GPUs without MIG. Warnings (e.g. a corrupted infoROM) can share stdout.
 - Device plugin config v1 (NVIDIA/k8s-device-plugin api/config/v1): flags.migStrategy
   none|single|mixed; sharing.timeSlicing.resources[{name, replicas}].
 - GPU operator chart values: devicePlugin.config.{create,name,default,data},
@@ -43,9 +48,17 @@ _LSPCI = re.compile(
     r"(?:\s+\(rev (?P<rev>[0-9a-fA-F]{2})\))?"
 )
 _SMI_GPU = re.compile(r"^GPU (?P<index>\d+): (?P<name>.+?) \(UUID: (?P<uuid>GPU-[0-9a-fA-F-]+)\)\s*$")
+# MIG profile: GPU instance (1g.5gb, 1g.10gb+me) or compute instance inside one (1c.3g.20gb).
 _SMI_MIG = re.compile(
-    r"^\s+MIG\s+(?:(?P<profile>\d+g\.\d+gb(?:\+me)?)\s+)?Device\s+(?P<index>\d+):\s+\(UUID: (?P<uuid>MIG-[^)]+)\)\s*$"
+    r"^\s+MIG\s+(?:(?P<profile>[0-9a-z.+]+)\s+)?Device\s+(?P<index>\d+):\s+\(UUID: (?P<uuid>MIG-[^)]+)\)\s*$"
 )
+# The commands the role runs (roles/gpu/tasks/detect.yml, driver.yml run exactly these argv;
+# tests/unit/test_gpu_filters.py checks that).
+SMI_QUERY_FIELDS = ("index", "name", "uuid", "memory.total", "driver_version")
+SMI_QUERY_ARGV = ["nvidia-smi", "--query-gpu=" + ",".join(SMI_QUERY_FIELDS), "--format=csv,noheader"]
+SMI_MIG_ARGV = ["nvidia-smi", "--query-gpu=index,mig.mode.current", "--format=csv,noheader"]
+_SMI_MISSING = ("[N/A]", "[Not Supported]", "N/A", "")
+_SMI_MIB = re.compile(r"^(?P<n>\d+)\s*MiB$")
 
 
 def _text(value: Any, what: str) -> str:
@@ -88,7 +101,12 @@ def mllab_gpu_lspci(output: Any) -> list[dict[str, Any]]:
 
 
 def mllab_gpu_smi_list(output: Any) -> list[dict[str, Any]]:
-    """Parse `nvidia-smi -L` -> [{index, name, uuid, mig: [{index, profile, uuid}]}]."""
+    """Parse `nvidia-smi -L` -> [{index, name, uuid, mig: [{index, profile, uuid}]}].
+
+    For captures and checks only: the role reads `--query-gpu` CSV (mllab_gpu_smi_query),
+    since `-L` has no formal spec. Indented lines below a GPU that are not MIG devices are
+    skipped; a top-level line that is not a GPU raises (the wrong command ran).
+    """
     text = _text(output, "nvidia-smi -L")
     gpus: list[dict[str, Any]] = []
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -99,6 +117,8 @@ def mllab_gpu_smi_list(output: Any) -> list[dict[str, Any]]:
             gpus.append({"index": int(gpu["index"]), "name": gpu["name"], "uuid": gpu["uuid"], "mig": []})
         elif mig and gpus:
             gpus[-1]["mig"].append({"index": int(mig["index"]), "profile": mig["profile"] or "", "uuid": mig["uuid"]})
+        elif gpus and line[:1].isspace():
+            continue  # a detail line of the GPU above that this kit does not need
         else:
             raise GpuOutputError(
                 f"nvidia-smi -L line {lineno}: expected 'GPU <n>: <name> (UUID: GPU-...)' or an indented MIG line, "
@@ -107,22 +127,90 @@ def mllab_gpu_smi_list(output: Any) -> list[dict[str, Any]]:
     return gpus
 
 
-def mllab_gpu_summary(lspci_output: Any, smi: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What the node has: {present, count, names, driver, reachable, reason}.
+def _smi_value(raw: str) -> str | None:
+    raw = raw.strip()
+    return None if raw in _SMI_MISSING else raw
 
-    smi: the registered result of `nvidia-smi -L` ({rc, stdout, stderr}), or None/{} when
+
+def mllab_gpu_smi_query(output: Any) -> dict[str, Any]:
+    """Parse `nvidia-smi --query-gpu=index,name,uuid,memory.total,driver_version
+    --format=csv,noheader` -> {gpus: [{index, name, uuid, memory_mib, driver_version}],
+    ignored: [lines that are not GPU rows]}.
+
+    A line counts as a GPU row when it has the 5 fields, an integer index and a GPU-
+    UUID; anything else (warnings printed on stdout, lines of a newer nvidia-smi) is
+    kept in `ignored` and never aborts. `[N/A]`/`[Not Supported]` values become None.
+    """
+    text = _text(output, "nvidia-smi --query-gpu")
+    gpus: list[dict[str, Any]] = []
+    ignored: list[str] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < len(SMI_QUERY_FIELDS) or not parts[0].isdigit() or not parts[-3].startswith("GPU-"):
+            ignored.append(line.strip())
+            continue
+        memory = _SMI_MIB.match(parts[-2])
+        gpus.append(
+            {
+                "index": int(parts[0]),
+                "name": ", ".join(parts[1:-3]),  # a name with a comma in it stays whole
+                "uuid": parts[-3],
+                "memory_mib": int(memory["n"]) if memory else None,
+                "driver_version": _smi_value(parts[-1]),
+            }
+        )
+    return {"gpus": gpus, "ignored": ignored}
+
+
+def mllab_gpu_smi_mig(output: Any) -> dict[int, bool | None]:
+    """Parse `nvidia-smi --query-gpu=index,mig.mode.current --format=csv,noheader`
+    -> {gpu index: True (Enabled) | False (Disabled) | None ([N/A]: no MIG on this GPU)}.
+    Other lines are skipped."""
+    text = _text(output, "nvidia-smi --query-gpu=index,mig.mode.current")
+    modes: dict[int, bool | None] = {}
+    for line in text.splitlines():
+        index, sep, mode = line.partition(",")
+        if not sep or not index.strip().isdigit():
+            continue
+        modes[int(index)] = {"enabled": True, "disabled": False}.get(mode.strip().lower())
+    return modes
+
+
+def _answered(result: Mapping[str, Any] | None) -> bool:
+    """A registered command result that ran and exited 0."""
+    return bool(result) and not result.get("skipped") and result.get("rc") is not None and int(result["rc"]) == 0
+
+
+def mllab_gpu_summary(
+    lspci_output: Any, smi: Mapping[str, Any] | None = None, smi_mig: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What the node has: {present, count, names, gpus, driver, driver_version, unreachable,
+    mig, ignored, reason}.
+
+    smi: the registered result of `nvidia-smi --query-gpu=index,name,uuid,memory.total,
+    driver_version --format=csv,noheader` ({rc, stdout, stderr}), or None/{} when
     nvidia-smi is not installed. A driver is "loaded" when nvidia-smi answers with GPUs.
+    smi_mig: the registered result of `nvidia-smi --query-gpu=index,mig.mode.current
+    --format=csv,noheader` (optional; a failure, e.g. a driver without the field, means
+    MIG is unknown and counted as off).
     """
     pci = mllab_gpu_lspci(lspci_output)
     smi = smi or {}
     driver = "absent"
     smi_gpus: list[dict[str, Any]] = []
+    ignored: list[str] = []
     if smi.get("rc") is not None and not smi.get("skipped"):
         if int(smi["rc"]) == 0:
-            smi_gpus = mllab_gpu_smi_list(smi.get("stdout", ""))
+            parsed = mllab_gpu_smi_query(smi.get("stdout", ""))
+            smi_gpus, ignored = parsed["gpus"], parsed["ignored"]
             driver = "loaded" if smi_gpus else "no-devices"
         else:
             driver = "failing"
+    modes = mllab_gpu_smi_mig(smi_mig.get("stdout", "")) if _answered(smi_mig) else {}
+    for gpu in smi_gpus:
+        gpu["mig"] = modes.get(gpu["index"])
     unreachable = [g["slot"] for g in pci if not g["reachable"]]
     count = max(len(pci), len(smi_gpus))
     if not count:
@@ -134,13 +222,17 @@ def mllab_gpu_summary(lspci_output: Any, smi: Mapping[str, Any] | None = None) -
         )
     else:
         reason = f"{count} NVIDIA GPU(s): {', '.join(sorted({g['name'] for g in (smi_gpus or pci)}))}"
+    versions = sorted({g["driver_version"] for g in smi_gpus if g["driver_version"]})
     return {
         "present": count > 0,
         "count": count,
         "names": [g["name"] for g in (smi_gpus or pci)],
+        "gpus": smi_gpus,
         "driver": driver,
+        "driver_version": versions[0] if versions else None,
         "unreachable": unreachable,
         "mig": any(g["mig"] for g in smi_gpus),
+        "ignored": ignored,
         "reason": reason,
     }
 
@@ -206,8 +298,12 @@ def mllab_gpu_operator_values(
             }
         },
     }
-    if mig != "none":
-        values["mig"] = {"strategy": mig}
+    # Always explicit: the chart's own default is `single` (NVIDIA/gpu-operator
+    # deployments/gpu-operator/values.yaml, v25.10.0@6f3d599d and main@a22dbf67) and the
+    # nvidia addon sets no mig value (canonical/microk8s-core-addons@f6898115
+    # addons/nvidia/enable, deploy_gpu_operator), so leaving it out meant `single`, not
+    # `none`. ClusterPolicy accepts none|single|mixed (api/nvidia/v1/clusterpolicy_types.go).
+    values["mig"] = {"strategy": mig}
     return values
 
 
@@ -253,6 +349,8 @@ class FilterModule:
         return {
             "mllab_gpu_lspci": mllab_gpu_lspci,
             "mllab_gpu_smi_list": mllab_gpu_smi_list,
+            "mllab_gpu_smi_query": mllab_gpu_smi_query,
+            "mllab_gpu_smi_mig": mllab_gpu_smi_mig,
             "mllab_gpu_summary": mllab_gpu_summary,
             "mllab_gpu_device_plugin_config": mllab_gpu_device_plugin_config,
             "mllab_gpu_operator_values": mllab_gpu_operator_values,

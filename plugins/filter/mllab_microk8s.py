@@ -363,24 +363,81 @@ def mllab_microk8s_nodes(output: Any) -> list[dict[str, Any]]:
     return nodes
 
 
-def mllab_microk8s_join_plan(nodes: Any, hosts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _flag(value: Any) -> bool:
+    """A boolean that may have come through a template as text ('False' is false)."""
+    return _BOOL.get(value.strip().lower(), False) if isinstance(value, str) else bool(value)
+
+
+def mllab_microk8s_member(status: Any, clustered_lock: bool = False) -> bool:
+    """Whether this node's own MicroK8s says it is part of a multi-node cluster.
+
+    status: the registered result of `microk8s status --format yaml` run on the node
+    ({rc, stdout}; skipped or failed = unknown = False), or its stdout text.
+    clustered_lock: var/lock/clustered.lock exists (written by `microk8s join --worker`).
+    A worker (status answers "acting as a node in a cluster") is a member; a control-plane
+    node is one when its dqlite cluster lists 2 or more nodes: `status` prints
+    high-availability.nodes from dqlite's own `.cluster` answer
+    (canonical/microk8s@d099c907:scripts/wrappers/common/utils.py get_dqlite_info,
+    scripts/wrappers/status.py print_yaml). A fresh single node lists only itself.
+    """
+    if clustered_lock:
+        return True
+    if isinstance(status, Mapping):
+        if status.get("skipped") or status.get("rc") not in (0, "0"):
+            return False
+        status = status.get("stdout", "")
+    text = _text(status, "microk8s status")
+    if WORKER_MARK in text:
+        return True
+    if NO_PERMISSION_MARK in text or STOPPED_MARK in text or not text.strip():
+        return False
+    return len(mllab_microk8s_status(text)["ha"]["nodes"]) >= 2
+
+
+def mllab_microk8s_join_plan(
+    nodes: Any, hosts: Iterable[Mapping[str, Any]], first_node_name: str = ""
+) -> list[dict[str, Any]]:
     """Hosts of the inventory that are not in the cluster yet.
 
-    nodes: parsed (mllab_microk8s_nodes) or raw `kubectl get nodes -o json`.
-    hosts: [{host, node_name, addresses, worker}] for every host except the first
-    control-plane node. A host is in the cluster when a node has its name or one of its
-    addresses. Returns the missing ones, in the given order, with their join role.
+    nodes: parsed (mllab_microk8s_nodes) or raw `kubectl get nodes -o json` read on the
+    first control-plane node.
+    hosts: [{host, node_name, worker, member}] for every host except the first
+    control-plane node. node_name is the name MicroK8s registers the node under: the
+    host name, lowercased (`socket.gethostname().lower()` in
+    canonical/microk8s@d099c907:scripts/wrappers/join.py, sent as "hostname" on join and
+    used in the kubelet certificate CN system:node:<name>); Ansible's ansible_nodename |
+    lower. member: the host's own MicroK8s says it is clustered (mllab_microk8s_member).
+    A host is in the cluster when a node has its name, or when it is a member. Addresses
+    are not compared: hosts may share one (VirtualBox NAT 10.0.2.15, some clouds).
+    first_node_name: the first control-plane node's name, which no other host may share.
+    Returns the missing ones, in the given order, with their join role. Two hosts with
+    the same node name raise: Kubernetes would see one node.
     """
     known = nodes if isinstance(nodes, list) else mllab_microk8s_nodes(nodes)
     names = {n["name"].lower() for n in known}
-    addresses = {a for n in known for a in n["addresses"]}
+    hosts = list(hosts)
+    seen: dict[str, str] = {}
+    if first_node_name:
+        seen[str(first_node_name).lower()] = "the first control-plane node"
+    for host in hosts:
+        name = str(host.get("node_name") or "").lower()
+        if not name:
+            raise MicroK8sOutputError(
+                f"host {host.get('host')!r} has no node name (ansible_nodename): gather facts before the join"
+            )
+        if name in seen:
+            raise MicroK8sOutputError(
+                f"hosts {seen[name]} and {host.get('host')!r} both have the node name {name!r}: MicroK8s names a "
+                "node after its host name, so only one of them could be in the cluster. Give each host a unique "
+                "host name (hostnamectl set-hostname <name>) and run again"
+            )
+        seen[name] = repr(host.get("host"))
     plan = []
     for host in hosts:
-        name = str(host.get("node_name", "")).lower()
-        mine = {str(a) for a in host.get("addresses") or [] if a}
-        if name in names or mine & addresses:
+        name = str(host.get("node_name")).lower()
+        if name in names or _flag(host.get("member")):
             continue
-        plan.append({"host": host["host"], "node_name": name, "worker": bool(host.get("worker"))})
+        plan.append({"host": host["host"], "node_name": name, "worker": _flag(host.get("worker"))})
     return plan
 
 
@@ -489,6 +546,7 @@ class FilterModule:
             "mllab_microk8s_join_url": mllab_microk8s_join_url,
             "mllab_microk8s_join_argv": mllab_microk8s_join_argv,
             "mllab_microk8s_nodes": mllab_microk8s_nodes,
+            "mllab_microk8s_member": mllab_microk8s_member,
             "mllab_microk8s_join_plan": mllab_microk8s_join_plan,
             "mllab_microk8s_snap_list": mllab_microk8s_snap_list,
             "mllab_microk8s_containerd_env": mllab_microk8s_containerd_env,

@@ -10,7 +10,7 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping
 
-# Core addon names of MicroK8s 1.36 (canonical/microk8s-core-addons addons.yaml).
+# Core addon names of MicroK8s 1.36 (canonical/microk8s-core-addons@f6898115:addons.yaml, main).
 # Community addons are accepted with an explicit "community/" prefix.
 KNOWN_ADDONS = frozenset(
     [
@@ -39,13 +39,21 @@ KNOWN_ADDONS = frozenset(
         "rook-ceph",
     ]
 )
+# Core addons of older tracks only: `dashboard` is in addons.yaml of branches 1.30 to 1.35
+# (canonical/microk8s-core-addons 1.30@955f4d73 ... 1.35@ec06cfb5) and was removed from main
+# (1.36, commit 1824e87). Tracks before 1.30 were not checked; they are taken to have it too.
+ADDONS_UNTIL = {"dashboard": (1, 35)}
+# Addons that need a classic MicroK8s on amd64 (addons.yaml: confinement: classic,
+# supported_architectures: [amd64]) and that `microk8s enable nvidia` (gpu_stack: operator) runs.
+NVIDIA_ADDONS = ("nvidia", "gpu")
+NVIDIA_ARCH = ("x86_64",)  # amd64 as Ansible's ansible_architecture names it
 # Addons whose enable script prompts on stdin without an argument.
 ADDONS_NEEDING_ARGS = {"metallb": "an address range, e.g. args: 10.64.140.43-10.64.140.49"}
 
 VERSION_PATTERNS = {
     "snap_channel": (
         re.compile(r"^(latest|\d+\.\d+)(-strict|-eksd)?/(stable|candidate|beta|edge)(/[\w.-]+)?$"),
-        "a snap channel <track>/<risk> such as 1.36/stable or 1.36-strict/stable",
+        "a snap channel <track>/<risk> such as 1.36/stable",
     ),
     "v_semver": (
         re.compile(r"^v\d+\.\d+\.\d+$"),
@@ -97,17 +105,37 @@ def mllab_topology_problems(groups: Mapping[str, Iterable[str]], manage_microk8s
     return problems
 
 
-def mllab_addon_problems(addons: object, known: Iterable[str] = KNOWN_ADDONS) -> list[str]:
-    """Check microk8s_addons: a mapping name -> {enabled: bool, args: str}."""
+def _track(channel: object) -> tuple[int, int] | None:
+    """(1, 35) for 1.35/stable or 1.35-strict/stable; None for latest/... or a malformed channel."""
+    match = re.match(r"^(\d+)\.(\d+)", str(channel or ""))
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def mllab_known_addons(channel: object = "") -> list[str]:
+    """Core addon names offered by the MicroK8s track of `channel` (1.36's list without a track)."""
+    track = _track(channel)
+    extra = [name for name, last in ADDONS_UNTIL.items() if track is not None and track <= last]
+    return sorted(KNOWN_ADDONS | set(extra))
+
+
+def mllab_addon_problems(addons: object, known: Iterable[str] | None = None, channel: object = "") -> list[str]:
+    """Check microk8s_addons: a mapping name -> {enabled: bool, args: str}.
+
+    known: the core addon names; by default those of the track of `channel`
+    (mllab_known_addons), e.g. `dashboard` is known on 1.35/stable, not on 1.36/stable.
+    """
     if not isinstance(addons, Mapping):
         return [f"microk8s_addons must be a mapping of addon name to {{enabled: true|false}}, got {addons!r}"]
-    known = set(known)
+    known = set(mllab_known_addons(channel) if known is None else known)
     problems = []
     for name, spec in addons.items():
         bare = str(name).split("/", 1)[1] if str(name).startswith(("core/", "community/")) else str(name)
         if not str(name).startswith("community/") and bare not in known:
             close = difflib.get_close_matches(bare, sorted(known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
+            if bare in ADDONS_UNTIL:
+                last = ".".join(map(str, ADDONS_UNTIL[bare]))
+                hint = f" (MicroK8s offers it up to {last}, not on microk8s_channel = {channel!r})"
             problems.append(
                 f"unknown MicroK8s addon {name!r}{hint}: core addons are {', '.join(sorted(known))}; "
                 "community addons need the prefix community/"
@@ -137,6 +165,29 @@ def mllab_version_problems(values: Mapping[str, list]) -> list[str]:
         if not isinstance(value, str) or not pattern.match(value):
             problems.append(f"{var} = {value!r} is malformed: expected {expected}")
     return problems
+
+
+def mllab_channel_problems(channel: object, gpu: bool = False) -> list[str]:
+    """Problems of microk8s_channel beyond its format: strict confinement.
+
+    A `-strict` track (e.g. 1.36-strict/stable) is a strictly confined snap: it installs
+    without --classic and its users are in the group snap_microk8s, not microk8s
+    (canonical/microk8s microk8s-resources/actions/common/utils.sh, get_microk8s_or_cis_group),
+    and the nvidia addon is classic-only (microk8s-core-addons addons.yaml). This kit installs
+    the classic snap (roles/microk8s: snap install --classic) and gives users the microk8s
+    group, so strict channels are refused. gpu: GPU features are on (named in the message).
+    """
+    value = str(channel or "")
+    track = value.split("/", 1)[0]
+    if not track.endswith("-strict"):
+        return []
+    classic = track.removesuffix("-strict") + "/" + (value.split("/", 1)[1] if "/" in value else "stable")
+    why = "the nvidia addon of the GPU layer is classic-only, and " if gpu else ""
+    return [
+        f"microk8s_channel = {value!r} is a strictly confined MicroK8s: {why}this kit installs the classic snap "
+        "(snap install --classic, users in the microk8s group; strict MicroK8s uses the group snap_microk8s): "
+        f"use the classic channel microk8s_channel: {classic}"
+    ]
 
 
 def mllab_enabled_addons(addons: Mapping[str, Mapping]) -> list[str]:
@@ -186,7 +237,8 @@ def mllab_host_problems(host: Mapping, settings: Mapping) -> list[str]:
     """Problems of one host from its facts.
 
     host: distribution, version (e.g. 24.04 or 12.11), major_version (12), arch, memtotal_mb,
-          mounts (ansible_mounts), in_gpu_group, snap_store (None when not probed, else the uri result: status, msg).
+          mounts (ansible_mounts), in_gpu_group, snap_store (None when not probed, else the uri result: status, msg),
+          runs_nvidia_addon (this host is the first control-plane node and GPU features need the nvidia addon).
     settings: supported_os, supported_arch, gpu_arch, addons (enabled names),
               base_memory_mb, addon_memory_mb, base_disk_mb, addon_disk_mb, disk_path,
               snap_store_url, channel.
@@ -205,6 +257,12 @@ def mllab_host_problems(host: Mapping, settings: Mapping) -> list[str]:
         problems.append(
             f"host is in the gpu group but is {arch}: the NVIDIA GPU stack needs "
             f"{' or '.join(settings['gpu_arch'])}; remove it from the gpu group"
+        )
+    if host.get("runs_nvidia_addon") and arch not in NVIDIA_ARCH:
+        problems.append(
+            f"this host is the first control-plane node, which runs `microk8s enable nvidia` (gpu_stack: operator "
+            f"with GPU hosts), but it is {arch}: the nvidia addon is amd64-only (microk8s-core-addons addons.yaml, "
+            "supported_architectures). Put an x86_64 host first in control_plane, or set gpu_stack: device-plugin"
         )
     addons = list(settings.get("addons", []))
     need_mb = mllab_required_mb(addons, settings["base_memory_mb"], settings["addon_memory_mb"])
@@ -240,6 +298,8 @@ class FilterModule:
         return {
             "mllab_topology_problems": mllab_topology_problems,
             "mllab_addon_problems": mllab_addon_problems,
+            "mllab_known_addons": mllab_known_addons,
+            "mllab_channel_problems": mllab_channel_problems,
             "mllab_version_problems": mllab_version_problems,
             "mllab_enabled_addons": mllab_enabled_addons,
             "mllab_required_mb": mllab_required_mb,

@@ -14,7 +14,10 @@ step() { printf '\n=== %s\n' "$*"; }
 
 step "driver and devices"
 nvidia-smi -L | tee "$out/nvidia-smi-L.txt" || fail=1
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/nvidia-smi-query.csv"
+# the gpu role's queries (mllab_gpu.SMI_QUERY_ARGV / SMI_MIG_ARGV): captures for tests/unit/samples/gpu/
+nvidia-smi --query-gpu=index,name,uuid,memory.total,driver_version --format=csv,noheader \
+  | tee "$out/nvidia-smi-query-gpu.txt" || fail=1
+nvidia-smi --query-gpu=index,mig.mode.current --format=csv,noheader | tee "$out/nvidia-smi-query-mig.txt"
 if command -v lspci >/dev/null; then lspci -nn >"$out/lspci-nn.txt"; else echo "lspci: not installed" | tee "$out/lspci-nn.txt"; fi
 
 step "the gpu role's parsers on this host's output"
@@ -25,9 +28,13 @@ spec = importlib.util.spec_from_file_location("g", "plugins/filter/mllab_gpu.py"
 g = importlib.util.module_from_spec(spec); spec.loader.exec_module(g)
 smi = g.mllab_gpu_smi_list((out / "nvidia-smi-L.txt").read_text())
 lspci = (out / "lspci-nn.txt").read_text()
-summary = g.mllab_gpu_summary("" if lspci.startswith("lspci: not installed") else lspci, {"rc": 0, "stdout": (out / "nvidia-smi-L.txt").read_text()})
+def ran(name):
+    return {"rc": 0, "stdout": (out / name).read_text()}
+summary = g.mllab_gpu_summary("" if lspci.startswith("lspci: not installed") else lspci,
+                              ran("nvidia-smi-query-gpu.txt"), ran("nvidia-smi-query-mig.txt"))
 print(json.dumps({"nvidia_smi_L": smi, "summary": summary}, indent=2, default=str))
 assert smi and all(d.get("uuid", "").startswith("GPU-") for d in smi), smi
+assert summary["driver"] == "loaded" and [x["uuid"] for x in summary["gpus"]] == [x["uuid"] for x in smi], summary
 PY
 
 step "lab 1: mllab run 1 && mllab check 1"

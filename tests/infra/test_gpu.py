@@ -63,7 +63,7 @@ def test_driver_answers(gpu_host):
     if knob(gpu_host, "gpu_driver") == "operator":
         pytest.skip("gpu_driver: operator runs the driver in a container, not on the host")
     with gpu_host.sudo():
-        listed = mg.mllab_gpu_smi_list(gpu_host.check_output("nvidia-smi -L"))
+        listed = mg.mllab_gpu_smi_query(gpu_host.check_output(" ".join(mg.SMI_QUERY_ARGV)))["gpus"]
     assert len(listed) >= len(gpus(gpu_host))
 
 

@@ -1,5 +1,6 @@
-"""Unit tests of plugins/filter/mllab_gpu.py on `lspci -nn` and `nvidia-smi -L` samples
-(tests/unit/samples/gpu/, each file's `#~` header says where its format comes from)."""
+"""Unit tests of plugins/filter/mllab_gpu.py on `lspci -nn`, `nvidia-smi --query-gpu` (CSV) and
+`nvidia-smi -L` samples (tests/unit/samples/gpu/, each file's `#~` header says where its format
+comes from: captured on a real host, or reconstructed from nvidia-smi(1) and public output)."""
 
 from __future__ import annotations
 
@@ -70,13 +71,19 @@ def test_smi_list_mig_and_plain():
 def test_smi_list_on_output_captured_from_a_real_h200():
     (gpu,) = g.mllab_gpu_smi_list(sample("nvidia-smi-L-h200-captured.txt"))
     assert gpu == {"index": 0, "name": "NVIDIA H200", "uuid": "GPU-79dd2938-9268-585b-ac13-8f39457ab715", "mig": []}
-    summary = g.mllab_gpu_summary("", {"rc": 0, "stdout": sample("nvidia-smi-L-h200-captured.txt")})
+    summary = g.mllab_gpu_summary("", smi("nvidia-smi-query-gpu-h200.txt"))
     assert summary["present"] and summary["driver"] == "loaded" and summary["names"] == ["NVIDIA H200"]
+    assert summary["gpus"][0]["uuid"] == gpu["uuid"]  # the reconstructed query agrees with the capture
 
 
 def test_smi_list_error_text_is_malformed():
     with pytest.raises(g.GpuOutputError, match=re.escape("expected 'GPU <n>: <name> (UUID: GPU-...)'")):
         g.mllab_gpu_smi_list(sample("nvidia-smi-failed-malformed.txt"))
+
+
+def smi(name: str, rc: int = 0) -> dict:
+    """A registered `nvidia-smi --query-gpu` result as the role hands it to the filter."""
+    return {"rc": rc, "stdout": sample(name), "stderr": ""}
 
 
 def test_summary_cases():
@@ -85,12 +92,16 @@ def test_summary_cases():
     assert none["reason"].startswith("no NVIDIA GPU on this host")
 
     skipped = {"skipped": True, "changed": False}
-    no_driver = g.mllab_gpu_summary(sample("lspci-t4-server.txt"), skipped)
+    no_driver = g.mllab_gpu_summary(sample("lspci-t4-server.txt"), skipped, skipped)
     assert (no_driver["present"], no_driver["count"], no_driver["driver"]) == (True, 1, "absent")
 
-    loaded = g.mllab_gpu_summary(sample("lspci-t4-server.txt"), {"rc": 0, "stdout": sample("nvidia-smi-L-t4.txt")})
+    loaded = g.mllab_gpu_summary(
+        sample("lspci-t4-server.txt"), smi("nvidia-smi-query-gpu-t4.txt"), smi("nvidia-smi-query-mig-t4.txt")
+    )
     assert loaded["driver"] == "loaded" and loaded["names"] == ["Tesla T4"]
     assert loaded["reason"] == "1 NVIDIA GPU(s): Tesla T4"
+    assert loaded["driver_version"] == "535.183.01" and loaded["mig"] is False
+    assert loaded["gpus"][0]["memory_mib"] is None and loaded["gpus"][0]["mig"] is None  # [N/A], [N/A]
 
     failing = g.mllab_gpu_summary(
         sample("lspci-t4-server.txt"), {"rc": 9, "stdout": sample("nvidia-smi-failed-malformed.txt"), "stderr": ""}
@@ -100,8 +111,70 @@ def test_summary_cases():
     workstation = g.mllab_gpu_summary(sample("lspci-workstation.txt"), {})
     assert workstation["unreachable"] == ["17:00.0"]
 
-    mig = g.mllab_gpu_summary("", {"rc": 0, "stdout": sample("nvidia-smi-L-a100-mig.txt")})
-    assert mig["count"] == 2 and mig["mig"] is True  # lspci empty (e.g. in a VM passthrough view)
+    # lspci empty (e.g. in a VM passthrough view); MIG read from the mig.mode.current query
+    mig = g.mllab_gpu_summary("", smi("nvidia-smi-query-gpu-a100-warning.txt"), smi("nvidia-smi-query-mig-a100.txt"))
+    assert mig["count"] == 2 and mig["mig"] is True
+    assert [x["mig"] for x in mig["gpus"]] == [True, False]
+
+
+def test_summary_reads_the_query_csv_and_skips_unknown_lines():
+    """Regression (issue 12, item 7): the layer read `nvidia-smi -L`, and any line it did not
+    know (a MIG compute-instance line, a warning) aborted it. It now reads
+    `nvidia-smi --query-gpu=index,name,uuid,memory.total,driver_version --format=csv,noheader`
+    (nvidia-smi(1): ", " between fields, MiB units, [N/A]) and keeps unknown lines aside."""
+    summary = g.mllab_gpu_summary(
+        "", smi("nvidia-smi-query-gpu-a100-warning.txt"), smi("nvidia-smi-query-mig-a100.txt")
+    )
+    assert summary["driver"] == "loaded" and summary["count"] == 2
+    assert summary["ignored"] == ["WARNING: infoROM is corrupted at gpu 0000:07:00.0"]
+    assert summary["gpus"][0] == {
+        "index": 0,
+        "name": "NVIDIA A100-SXM4-40GB",
+        "uuid": "GPU-838f60d9-651f-9166-ea42-f9da674a6947",
+        "memory_mib": 40960,
+        "driver_version": "535.104.05",
+        "mig": True,
+    }
+    h200 = g.mllab_gpu_summary("", smi("nvidia-smi-query-gpu-h200.txt"), smi("nvidia-smi-query-mig-h200.txt"))
+    assert h200["names"] == ["NVIDIA H200"] and h200["gpus"][0]["memory_mib"] == 143771
+    assert h200["driver_version"] == "580.159.04" and h200["mig"] is False
+    # a driver too old for mig.mode.current: the MIG query fails, detection goes on
+    old = g.mllab_gpu_summary(
+        "",
+        smi("nvidia-smi-query-gpu-h200.txt"),
+        {"rc": 2, "stdout": 'Field "mig.mode.current" is not a valid field to query.', "stderr": ""},
+    )
+    assert old["driver"] == "loaded" and old["mig"] is False and old["gpus"][0]["mig"] is None
+    # nothing but noise on stdout with rc 0: the driver answered without GPUs
+    noise = g.mllab_gpu_summary("", {"rc": 0, "stdout": "No devices were found\n"})
+    assert (noise["driver"], noise["count"], noise["ignored"]) == ("no-devices", 0, ["No devices were found"])
+
+
+def test_smi_list_mig_compute_instance_line_does_not_abort():
+    """Regression (issue 12, item 7): `MIG 1c.3g.20gb Device 0: ...` (a compute instance)
+    aborted the -L parser, which check-gpu-host.sh still uses on captures."""
+    (gpu,) = g.mllab_gpu_smi_list(sample("nvidia-smi-L-a100-mig-compute-instance.txt"))
+    assert [(x["index"], x["profile"]) for x in gpu["mig"]] == [(0, "1c.3g.20gb"), (1, "1c.3g.20gb")]
+    assert g.mllab_gpu_smi_list(sample("nvidia-smi-L-t4.txt") + "    some future detail line\n")[0]["mig"] == []
+
+
+def test_smi_mig_modes():
+    assert g.mllab_gpu_smi_mig(sample("nvidia-smi-query-mig-a100.txt")) == {0: True, 1: False}
+    assert g.mllab_gpu_smi_mig(sample("nvidia-smi-query-mig-t4.txt")) == {0: None}
+    assert g.mllab_gpu_smi_mig("WARNING: something\n") == {}
+
+
+def test_detect_tasks_run_the_parsed_queries():
+    """roles/gpu runs exactly the commands the parsers read (no `nvidia-smi -L` left)."""
+    for name in ("detect.yml", "driver.yml"):
+        tasks = yaml.safe_load((ROOT / "roles/gpu/tasks" / name).read_text(encoding="utf-8"))
+        argvs = [t["ansible.builtin.command"].get("argv") for t in tasks if "ansible.builtin.command" in t]
+        cmds = [t["ansible.builtin.command"].get("cmd", "") for t in tasks if "ansible.builtin.command" in t]
+        assert g.SMI_QUERY_ARGV in argvs, name
+        assert not any("nvidia-smi -L" in c for c in cmds), name
+    detect = yaml.safe_load((ROOT / "roles/gpu/tasks/detect.yml").read_text(encoding="utf-8"))
+    detect_argvs = [t["ansible.builtin.command"].get("argv") for t in detect if "ansible.builtin.command" in t]
+    assert g.SMI_MIG_ARGV in detect_argvs
 
 
 def test_device_plugin_config_defaults_and_time_slicing():
@@ -148,11 +221,24 @@ def test_operator_values():
         "enabled": True,
         "additionalLabels": {"release": "kube-prom-stack"},
     }
-    assert "mig" not in values
+    assert values["mig"] == {"strategy": "none"}
     off = g.mllab_gpu_operator_values({"mig_strategy": "single"}, monitoring=False)
     assert off["dcgmExporter"]["serviceMonitor"] == {"enabled": False}
     assert off["mig"] == {"strategy": "single"}
     json.dumps(values)  # plain data, writable with to_nice_yaml
+
+
+@pytest.mark.parametrize("strategy", ["none", "single", "mixed"])
+def test_operator_values_always_name_the_mig_strategy(strategy):
+    """Regression (issue 12, item 13): with mig_strategy none the values left `mig` out, so the
+    chart default won: `mig.strategy: single` (NVIDIA/gpu-operator@6f3d599d = v25.10.0, the
+    MicroK8s default, deployments/gpu-operator/values.yaml), and the nvidia addon sets no MIG
+    value itself (canonical/microk8s-core-addons@f6898115:addons/nvidia/enable). The chosen
+    strategy is now always passed; ClusterPolicy accepts none|single|mixed
+    (api/nvidia/v1/clusterpolicy_types.go)."""
+    values = g.mllab_gpu_operator_values({"mig_strategy": strategy}, monitoring=False)
+    assert values["mig"] == {"strategy": strategy}
+    assert g.mllab_gpu_operator_values({}, monitoring=False)["mig"] == {"strategy": "none"}  # role default
 
 
 def test_operator_argv():

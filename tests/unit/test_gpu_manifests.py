@@ -136,6 +136,8 @@ def test_operator_values_follow_monitoring(rendered):
     on = rendered["time-slicing-mixed"]["values"]
     assert on["dcgmExporter"]["serviceMonitor"] == {"enabled": True, "additionalLabels": {"release": "kube-prom-stack"}}
     assert on["mig"] == {"strategy": "mixed"}
+    # none is passed too: left out, the chart's default `single` would win (issue 12, item 13)
+    assert rendered["defaults"]["values"]["mig"] == {"strategy": "none"}
     off = rendered["no-monitoring"]["values"]
     assert off["dcgmExporter"]["serviceMonitor"] == {"enabled": False}
     # defaults: monitoring follows the observability addon, which mllab_defaults enables

@@ -237,19 +237,56 @@ def test_nodes_and_join_plan():
         ("lab-gpu1", "worker", False),
     ]
     hosts = [
-        {"host": "cp2", "node_name": "LAB-CP2", "addresses": ["10.0.0.2"], "worker": False},
-        # renamed host, found by its address
-        {"host": "cp3", "node_name": "lab-cp3-new", "addresses": ["10.0.0.3"], "worker": False},
-        {"host": "gpu1", "node_name": "lab-gpu1", "addresses": ["10.0.0.21"], "worker": True},
-        {"host": "gpu2", "node_name": "lab-gpu2", "addresses": ["10.0.0.22"], "worker": True},
-        {"host": "cp4", "node_name": "lab-cp4", "addresses": ["10.0.0.4", ""], "worker": False},
+        {"host": "cp2", "node_name": "LAB-CP2", "worker": False},
+        # renamed host: its own MicroK8s says it is clustered (dqlite lists 3 nodes)
+        {"host": "cp3", "node_name": "lab-cp3-new", "worker": False, "member": True},
+        {"host": "gpu1", "node_name": "lab-gpu1", "worker": True},
+        {"host": "gpu2", "node_name": "lab-gpu2", "worker": "True"},
+        {"host": "cp4", "node_name": "lab-cp4", "worker": False, "member": "False"},
     ]
-    plan = m.mllab_microk8s_join_plan(sample("nodes-ha.txt"), hosts)
+    plan = m.mllab_microk8s_join_plan(sample("nodes-ha.txt"), hosts, "lab-cp1")
     assert plan == [
         {"host": "gpu2", "node_name": "lab-gpu2", "worker": True},
         {"host": "cp4", "node_name": "lab-cp4", "worker": False},
     ]
     assert m.mllab_microk8s_join_plan(nodes, hosts[:3]) == []
+
+
+def test_join_plan_ignores_addresses_hosts_share():
+    """Regression (issue 12, item 5): a host counted as joined when any of its IPv4
+    addresses equalled a node address, so where hosts share one (VirtualBox NAT 10.0.2.15,
+    some clouds) no host ever joined. Membership is now the node name MicroK8s registers
+    (socket.gethostname().lower(), canonical/microk8s@d099c907:scripts/wrappers/join.py)
+    or the host's own MicroK8s membership state, never an address."""
+    nat = json.loads(sample("nodes-ha.txt"))
+    for item in nat["items"]:  # every node also carries the NAT address
+        item["status"]["addresses"].insert(0, {"type": "InternalIP", "address": "10.0.2.15"})
+    hosts = [{"host": "cp4", "node_name": "lab-cp4", "addresses": ["10.0.2.15", "192.168.56.14"], "worker": False}]
+    assert m.mllab_microk8s_join_plan(json.dumps(nat), hosts) == [
+        {"host": "cp4", "node_name": "lab-cp4", "worker": False}
+    ]
+
+
+def test_join_plan_refuses_duplicate_node_names():
+    hosts = [{"host": "a", "node_name": "Lab-X"}, {"host": "b", "node_name": "lab-x"}]
+    with pytest.raises(m.MicroK8sOutputError, match=r"both have the node name 'lab-x'.*hostnamectl set-hostname"):
+        m.mllab_microk8s_join_plan(sample("nodes-ha.txt"), hosts)
+    with pytest.raises(m.MicroK8sOutputError, match="the first control-plane node and 'a'"):
+        m.mllab_microk8s_join_plan(sample("nodes-ha.txt"), hosts[:1], "lab-x")
+    with pytest.raises(m.MicroK8sOutputError, match="has no node name"):
+        m.mllab_microk8s_join_plan(sample("nodes-ha.txt"), [{"host": "c", "node_name": ""}])
+
+
+def test_member_from_the_nodes_own_state():
+    """canonical/microk8s@d099c907:scripts/wrappers/common/utils.py get_dqlite_info: status lists
+    the dqlite cluster's nodes; a worker answers with the 'acting as a node' text."""
+    assert m.mllab_microk8s_member({"rc": 0, "stdout": sample("status-ha-1.36.txt")}) is True
+    assert m.mllab_microk8s_member({"rc": 0, "stdout": sample("status-single-1.36.txt")}) is False
+    assert m.mllab_microk8s_member({"rc": 0, "stdout": sample("status-worker.txt")}) is True
+    assert m.mllab_microk8s_member(sample("status-stopped.txt")) is False
+    assert m.mllab_microk8s_member({"rc": 1, "stdout": "", "stderr": "Insufficient permissions"}) is False
+    assert m.mllab_microk8s_member({"skipped": True}, clustered_lock=True) is True
+    assert m.mllab_microk8s_member({"skipped": True}) is False
 
 
 def test_nodes_malformed():
@@ -329,4 +366,4 @@ def test_hosts_toml_bad_input(registry, spec, message):
 def test_filters_are_registered():
     names = m.FilterModule().filters()
     assert all(callable(f) and name.startswith("mllab_microk8s_") for name, f in names.items())
-    assert len(names) == 10
+    assert len(names) == 11

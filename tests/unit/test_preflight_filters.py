@@ -102,6 +102,31 @@ def test_bad_channels_name_the_value(channel):
     assert msg.startswith(f"microk8s_channel = {channel!r} is malformed") and "1.36/stable" in msg
 
 
+def test_strict_channel_is_refused_with_the_classic_one():
+    """Regression (issue 12, item 11): `1.36-strict/stable` passed preflight, but strict MicroK8s
+    uses the group snap_microk8s (canonical/microk8s microk8s-resources/actions/common/utils.sh)
+    and the nvidia addon is classic-only (canonical/microk8s-core-addons@f6898115:addons.yaml),
+    while this kit installs the classic snap."""
+    (msg,) = pf.mllab_channel_problems("1.36-strict/stable")
+    assert msg.startswith("microk8s_channel = '1.36-strict/stable' is a strictly confined MicroK8s")
+    assert "snap_microk8s" in msg and msg.endswith("use the classic channel microk8s_channel: 1.36/stable")
+    (gpu,) = pf.mllab_channel_problems("1.35-strict/edge", gpu=True)
+    assert "nvidia addon of the GPU layer is classic-only" in gpu and gpu.endswith("1.35/edge")
+    assert pf.mllab_channel_problems("1.36/stable") == pf.mllab_channel_problems("latest/edge") == []
+
+
+def test_dashboard_is_known_up_to_1_35():
+    """Regression (issue 12, item 11): `dashboard` is a core addon in addons.yaml of
+    canonical/microk8s-core-addons branches 1.30 to 1.35 (1.32@ceb33305 ... 1.35@ec06cfb5) and gone
+    from main (1.36), so it must pass on 1.32-1.35 channels and be refused on 1.36."""
+    dashboard = {"dashboard": {"enabled": True}}
+    for channel in ("1.32/stable", "1.33/stable", "1.34/stable", "1.35/stable", "1.35-strict/stable"):
+        assert pf.mllab_addon_problems(dashboard, channel=channel) == [], channel
+    (msg,) = pf.mllab_addon_problems(dashboard, channel="1.36/stable")
+    assert "unknown MicroK8s addon 'dashboard' (MicroK8s offers it up to 1.35, not on microk8s_channel = " in msg
+    assert "dashboard" in pf.mllab_known_addons("1.30/stable") and "dashboard" not in pf.mllab_known_addons("")
+
+
 def test_operator_version_needs_the_v():
     (msg,) = pf.mllab_version_problems({"gpu_operator_version": ["25.10.0", "v_semver"]})
     assert "'25.10.0'" in msg and "v25.10.0" in msg
@@ -186,6 +211,17 @@ def test_ubuntu_is_matched_on_the_full_version():
 def test_gpu_group_on_arm():
     (msg,) = pf.mllab_host_problems(host(arch="aarch64", in_gpu_group=True), SETTINGS)
     assert "gpu group but is aarch64" in msg
+
+
+def test_first_control_plane_running_the_nvidia_addon_must_be_amd64():
+    """Regression (issue 12, item 11): the node that runs `microk8s enable nvidia` (the first
+    control-plane host) was never checked, yet the addon is amd64-only
+    (canonical/microk8s-core-addons@f6898115:addons.yaml, nvidia supported_architectures)."""
+    problems = pf.mllab_host_problems(host(arch="aarch64", runs_nvidia_addon=True), SETTINGS)
+    assert len(problems) == 1 and "runs `microk8s enable nvidia`" in problems[0]
+    assert "but it is aarch64" in problems[0] and "Put an x86_64 host first in control_plane" in problems[0]
+    assert pf.mllab_host_problems(host(arch="aarch64", runs_nvidia_addon=False), SETTINGS) == []
+    assert pf.mllab_host_problems(host(arch="x86_64", runs_nvidia_addon=True), SETTINGS) == []
 
 
 def test_memory_need_counts_enabled_addons():
