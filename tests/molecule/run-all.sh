@@ -39,24 +39,20 @@ done
 mapfile -t runs < <(printf '%s\n' "${runs[@]}" | sort -s -k1,1nr | cut -d' ' -f2-)
 
 one() { # one ROLE SCENARIO DISTRO: a molecule test, its output in $work/<id>.log
-  local role=$1 scenario=$2 distro=$3 id start rc=0
+  local role=$1 scenario=$2 distro=$3 id rc=0
   id=$role-$scenario-$distro
   [[ -e $work/failed ]] && { echo "=== molecule: $id not started (an earlier run failed)"; return 0; }
-  start=$(date +%s)
+  # Timed like every CI stage (scripts/timed: a line in $MLLAB_STAGES when it is set).
   (cd "$ROOT/roles/$role" &&
     MOLECULE_ROLE=$role MOLECULE_DISTRO=$distro \
     MOLECULE_IMAGE=${MOLECULE_IMAGE:-mllab-systemd:$distro} \
     MOLECULE_EPHEMERAL_DIRECTORY=$work/ephemeral/$id \
-    PATH="$VENV_BIN:$PATH" "$VENV_BIN/molecule" test -s "$scenario") >"$work/$id.log" 2>&1 || rc=$?
+    PATH="$VENV_BIN:$PATH" "$ROOT/scripts/timed" "  molecule $id" "$VENV_BIN/molecule" test -s "$scenario") \
+    >"$work/$id.log" 2>&1 || rc=$?
   {
     echo "=== molecule: role $role, scenario $scenario, $distro"
-    cat "$work/$id.log"
-    if [[ $rc == 0 ]]; then
-      echo "=== molecule: role $role, scenario $scenario, $distro passed in $(( $(date +%s) - start )) s"
-    else
-      echo "=== molecule: role $role, scenario $scenario, $distro FAILED (exit $rc) after $(( $(date +%s) - start )) s"
-      echo "$id" >>"$work/failed"
-    fi
+    cat "$work/$id.log"   # ends with scripts/timed's "passed in N s" or "FAILED"
+    [[ $rc == 0 ]] || echo "$id" >>"$work/failed"
   } | flock "$work/print.lock" cat
 }
 export -f one
