@@ -34,10 +34,10 @@ help: ## list the targets
 $(BIN)/activate:
 	@test -n "$(PYTHON)" || exit 1
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	scripts/pip-install $(BIN)/pip --upgrade pip
 
 $(VENV)/.controller: requirements/controller.txt | $(BIN)/activate
-	$(BIN)/pip install -q -r requirements/controller.txt
+	scripts/pip-install $(BIN)/pip -r requirements/controller.txt
 	@touch $@
 
 $(VENV)/.collections: requirements.yml $(VENV)/.controller
@@ -45,7 +45,7 @@ $(VENV)/.collections: requirements.yml $(VENV)/.controller
 	@touch $@
 
 $(VENV)/.dev: requirements/dev.txt requirements/controller.txt | $(BIN)/activate
-	$(BIN)/pip install -q -r requirements/dev.txt
+	scripts/pip-install $(BIN)/pip -r requirements/dev.txt
 	@touch $@
 
 venv: $(VENV)/.dev $(VENV)/.collections $(VENV)/.labs ## the venv with everything the tests need
@@ -95,7 +95,7 @@ molecule-real: $(VENV)/.dev $(VENV)/.collections ## real MicroK8s on THIS host (
 	cd roles/microk8s && PATH="$(CURDIR)/$(BIN):$$PATH" molecule test -s microk8s-real
 
 $(VENV)/.labs: python/pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install -q -e 'python[labs,k8s,test]'
+	scripts/pip-install $(BIN)/pip -e 'python[labs,k8s,test]'
 	@touch $@
 
 labs-test: $(VENV)/.labs ## the mllab package: every lab's run + check on the local backend (CPU), unit tests

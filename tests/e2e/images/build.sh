@@ -23,8 +23,8 @@ BIN=$CACHE/bin
 source "$E2E/versions.env"
 mkdir -p "$OUT" "$BIN"
 
-gobuild() { # gobuild GO_ARGS...: the go command, niced, static, with the e2e build cache
-  GOCACHE=$CACHE/go-build CGO_ENABLED=0 nice -n 19 go "$@"
+gobuild() { # gobuild GO_ARGS...: the go command, niced (E2E_NICE), static, with the e2e build cache
+  GOCACHE=$CACHE/go-build CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -gcflags=all=-dwarf=false" nice -n "${E2E_NICE:-19}" go "$@"
 }
 
 # rootfs_base DIR: the few files every image here carries.
@@ -102,7 +102,7 @@ build_python_base() {
   fresh python-base "$stamp" && { echo "image $PYTHON_BASE_IMAGE: up to date"; return; }
   local rootfs=$OUT/python-base.rootfs
   rm -rf "$rootfs"
-  nice -n 19 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+  nice -n "${E2E_NICE:-19}" debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
     "$suite" "$rootfs" >"$OUT/python-base.debootstrap.log" 2>&1 ||
     { echo "debootstrap failed: $OUT/python-base.debootstrap.log" >&2; return 1; }
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
@@ -123,7 +123,7 @@ build_dockerfile() { # build_dockerfile NAME IMAGE BUILD_ARG...
   cp -r "$HERE/$name/." "$ctx/"
   cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
   [[ -z ${WHEELS:-} ]] || cp -r "$WHEELS" "$ctx/wheels"
-  nice -n 19 docker build -q --network host --build-arg "BASE=$PYTHON_BASE_IMAGE" "${args[@]}" \
+  docker build -q --network host --build-arg "BASE=$PYTHON_BASE_IMAGE" "${args[@]}" \
     -t "$image" "$ctx" >/dev/null
   rm -rf "$ctx"
   docker save "$image" -o "$OUT/$name.tar.part"

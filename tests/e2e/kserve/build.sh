@@ -42,7 +42,7 @@ cd "$HERE"
 version=$(awk '$1 == "github.com/kserve/kserve" {print $2} $1 == "require" && $2 == "github.com/kserve/kserve" {print $3}' go.mod)
 [[ $version == "$KSERVE_VERSION" ]] || {
   echo "kserve/build.sh: go.mod pins github.com/kserve/kserve $version, versions.env says $KSERVE_VERSION" >&2; exit 1; }
-export GOCACHE=$CACHE/go-build CGO_ENABLED=0 GOFLAGS=-mod=readonly
+export GOCACHE=$CACHE/go-build CGO_ENABLED=0 GOFLAGS="-mod=readonly -gcflags=all=-dwarf=false"
 moddir() { go mod download -json "$1" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'; }
 stamp_of() { # stamp_of WHAT...: hash of the wrapper module, this script, Go, and WHAT
   cat go.mod go.sum "$SELF" <(go version) <(echo "$@") | sha256sum | cut -d' ' -f1; }
@@ -56,7 +56,7 @@ build_manager() {
   mkdir -p "$OUT/bin" && rm -f "$OUT/bin/.manager.stamp"
   echo "kserve $version controller: building github.com/kserve/kserve/cmd/manager"
   start=$(date +%s)
-  nice -n 19 go build -trimpath -ldflags '-s -w' -o "$OUT/bin/manager" github.com/kserve/kserve/cmd/manager
+  nice -n "${E2E_NICE:-19}" go build -trimpath -ldflags '-s -w' -o "$OUT/bin/manager" github.com/kserve/kserve/cmd/manager
   echo "$stamp" >"$OUT/bin/.manager.stamp"
   echo "kserve $version controller: built in $(( $(date +%s) - start )) s"
 }
@@ -67,7 +67,7 @@ controller_gen() { # controller_gen VERSION: that controller-gen, into $BIN as $
   [[ -x $CONTROLLER_GEN ]] && return
   echo "controller-gen $want: building sigs.k8s.io/controller-tools/cmd/controller-gen"
   local tmp; tmp=$(mktemp -d)
-  GOFLAGS= GOBIN=$tmp nice -n 19 go install -trimpath -ldflags '-s -w' \
+  GOFLAGS= GOBIN=$tmp nice -n "${E2E_NICE:-19}" go install -trimpath -ldflags '-s -w' \
     "sigs.k8s.io/controller-tools/cmd/controller-gen@$want"
   mkdir -p "$BIN" && mv "$tmp/controller-gen" "$CONTROLLER_GEN" && rmdir "$tmp"
 }
@@ -89,7 +89,7 @@ build_crds() {
   rm -rf "$OUT/crds" "$OUT/crds.gen" && mkdir -p "$OUT/crds.gen"
   echo "kserve $version CRDs: generating from github.com/kserve/kserve/pkg/apis/serving/... ($(basename "$CONTROLLER_GEN"))"
   # The options of the release's Makefile (CRD_OPTIONS: descriptions left out).
-  nice -n 19 "$CONTROLLER_GEN" crd:maxDescLen=0 paths=github.com/kserve/kserve/pkg/apis/serving/... \
+  nice -n "${E2E_NICE:-19}" "$CONTROLLER_GEN" crd:maxDescLen=0 paths=github.com/kserve/kserve/pkg/apis/serving/... \
     output:crd:dir="$OUT/crds.gen"
   "$PYTHON" "$HERE/crds.py" postprocess "$OUT/crds.gen" "$OUT/crds"
   rm -rf "$OUT/crds.gen"
@@ -137,7 +137,7 @@ build_prometheus_crds() {
   rm -rf "$OUT/prometheus-crds" "$OUT/prometheus-crds.gen" && mkdir -p "$OUT/prometheus-crds"
   echo "prometheus-operator $apis_version CRDs: generating ($(basename "$CONTROLLER_GEN"))"
   # The options of the release's Makefile (CRD_OPTIONS, generate-crds).
-  (cd "$mod" && nice -n 19 "$CONTROLLER_GEN" crd:crdVersions=v1 \
+  (cd "$mod" && nice -n "${E2E_NICE:-19}" "$CONTROLLER_GEN" crd:crdVersions=v1 \
     paths=github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1 \
     output:crd:dir="$OUT/prometheus-crds.gen")
   for kind in servicemonitors podmonitors prometheusrules; do

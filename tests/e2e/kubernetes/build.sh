@@ -54,8 +54,8 @@ mkdir -p "$OUT"
 rm -f "$OUT/.stamp"
 echo "kubernetes $version ($commit): building ${CMDS[*]} into $OUT (one binary, kube)"
 start=$(date +%s)
-GOCACHE=$CACHE/go-build CGO_ENABLED=0 GOFLAGS=-mod=readonly nice -n 19 \
-  go build -trimpath -ldflags "$ldflags" -o "$OUT/kube" .
+GOCACHE=$CACHE/go-build CGO_ENABLED=0 GOFLAGS=-mod=readonly nice -n "${E2E_NICE:-19}" \
+  go build -trimpath -gcflags=all=-dwarf=false -ldflags "$ldflags" -o "$OUT/kube" .
 for c in "${CMDS[@]}"; do ln -sfn kube "$OUT/$c"; done
 echo "$stamp_want" >"$OUT/.stamp"
 echo "kubernetes $version: built in $(( $(date +%s) - start )) s"
