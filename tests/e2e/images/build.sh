@@ -127,7 +127,9 @@ build_dockerfile() { # build_dockerfile NAME IMAGE BUILD_ARG...
     -t "$image" "$ctx" >/dev/null
   rm -rf "$ctx"
   docker save "$image" -o "$OUT/$name.tar.part"
-  docker rmi "$image" >/dev/null
+  # --no-prune keeps the build's layers as Docker's build cache: a change to mllab's code
+  # then rebuilds only the wheel's layer, not the multi-GB dependency layer under it.
+  docker rmi --no-prune "$image" >/dev/null
   mv "$OUT/$name.tar.part" "$OUT/$name.tar"
   echo "$image" >"$OUT/$name.image"
   echo "$stamp" >"$OUT/$name.stamp"
