@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from mllab.serving import protocol  # the shared V1/V2 parser
+from mllab.serving import protocol
 from mllab.serving.protocol import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_ROWS,

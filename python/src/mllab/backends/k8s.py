@@ -470,8 +470,7 @@ class K8sBackend(Backend):
 
         ns = self.cfg.serving_namespace
         name = obj.unique_name(f"mllab-{spec.name}", max_len=40)
-        # 0.0.0.0: the Service reaches the pod on its own IP (the server binds 127.0.0.1 unless told)
-        argv = ["python", "-m", "mllab.serving", "--http-port", str(obj.SERVE_PORT), "--host", "0.0.0.0"]
+        argv = ["python", "-m", "mllab.serving", "--http-port", str(obj.SERVE_PORT)]
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:
             for model, path in spec.models.items():

@@ -17,12 +17,6 @@ delayed labels posted to ``NAME-feedback``) and ``model_feature_psi`` (live wind
 
 from __future__ import annotations
 
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m mllab.serving` (imported on call: `mllab.serving.limits` stays numpy-free for the CLI)."""
-    from mllab.serving.server import main as server_main
-
-    return server_main(argv)
-
+from mllab.serving.server import main
 
 __all__ = ["main"]

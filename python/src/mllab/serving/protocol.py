@@ -25,25 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from mllab.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS, add_limit_options, max_body_bytes
-
-__all__ = [
-    "DEFAULT_MAX_BODY_BYTES",
-    "DEFAULT_MAX_ROWS",
-    "BadRequest",
-    "InputSpec",
-    "RequestGuard",
-    "TooLarge",
-    "add_limit_options",
-    "max_body_bytes",
-    "parse",
-    "parse_v1",
-    "parse_v2",
-    "parse_v2_input",
-    "read_body",
-    "v1_response",
-]
-
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # 4 MiB: ~50k digits rows of 64 pixels
+DEFAULT_MAX_ROWS = 10_000
 INLINE_PARSE_BYTES = 64 * 1024  # bodies up to this size parse on the event loop (well under 1 ms)
 
 N_FEATURES = 64  # the labs' digits model: 8x8 pixel values
@@ -389,3 +372,39 @@ def route(path: str) -> tuple[str, str] | None:
     if path.startswith("/v2/models/") and path.endswith("/infer"):
         return "v2", path[len("/v2/models/") : -len("/infer")].split("/versions/")[0]
     return None
+
+
+# ---- the servers' limit options -----------------------------------------------------------------
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse_arg(value: str) -> Any:
+        import argparse
+
+        try:
+            got = kind(value)
+        except ValueError:
+            got = 0
+        if not got > 0:
+            raise argparse.ArgumentTypeError(f"invalid value {value!r}: use a positive {kind.__name__}")
+        return got
+
+    return parse_arg
+
+
+def add_limit_options(parser: Any) -> None:
+    """--max-body-mib and --max-rows, the same on both servers."""
+    parser.add_argument(
+        "--max-body-mib",
+        type=_positive(float),
+        default=DEFAULT_MAX_BODY_BYTES / 2**20,
+        help=f"refuse request bodies over this many MiB with 413 (default {DEFAULT_MAX_BODY_BYTES / 2**20:g})",
+    )
+    parser.add_argument(
+        "--max-rows",
+        type=_positive(int),
+        default=DEFAULT_MAX_ROWS,
+        help=f"refuse requests of more rows than this with 413 (default {DEFAULT_MAX_ROWS})",
+    )
+
+
+def max_body_bytes(args: Any) -> int:
+    return int(args.max_body_mib * 2**20)

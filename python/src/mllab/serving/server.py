@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import dataclasses
 import random
 import sys
 import threading
@@ -15,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mllab.serving import protocol
-from mllab.serving.protocol import DIGITS, BadRequest, InputSpec, parse_v1, parse_v2_input, v1_response
+from mllab.serving.protocol import BadRequest, parse_v1, parse_v2_input, v1_response
 
 WINDOW = 300  # live inputs kept for drift (PSI) per model
 MIN_WINDOW = 100  # no PSI before this many inputs
@@ -70,16 +68,7 @@ def _load_kserve() -> Any:
     return kserve
 
 
-def build_models(
-    name: str,
-    model_dir: Path,
-    canary: tuple[Path, int] | None,
-    metrics: Metrics,
-    seed: int = 0,
-    spec: InputSpec = DIGITS,
-):
-    import anyio
-
+def build_models(name: str, model_dir: Path, canary: tuple[Path, int] | None, metrics: Metrics, seed: int = 0):
     kserve = _load_kserve()
     from kserve.errors import InvalidInput
     from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
@@ -138,10 +127,6 @@ def build_models(
                         metrics.psi.labels(name, f"pixel_{j}").set(psi(rev.reference[:, j], live[:, j]))
 
         async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
-            # Parse and predict in a worker thread: the event loop keeps answering health probes.
-            return await anyio.to_thread.run_sync(self._predict, payload, headers)
-
-        def _predict(self, payload: Any, headers: dict[str, str] | None) -> Any:
             start = time.perf_counter()
             v2 = isinstance(payload, InferRequest)
             try:
@@ -149,9 +134,9 @@ def build_models(
                     if not payload.inputs:
                         raise BadRequest("a V2 request needs at least one input tensor")
                     t = payload.inputs[0]
-                    X = parse_v2_input(t.name, t.datatype, list(t.shape), t.data, spec)
+                    X = parse_v2_input(t.name, t.datatype, list(t.shape), t.data)
                 else:
-                    X = parse_v1(payload, spec)
+                    X = parse_v1(payload)
             except BadRequest as exc:
                 metrics.errors.labels(name).inc()
                 raise InvalidInput(str(exc)) from None
@@ -237,59 +222,12 @@ def _canary_arg(value: str) -> tuple[str, Path, int]:
     return name, _model_arg(f"{name}={path}")[1], percent
 
 
-def guard(app: Any, specs: dict[str, InputSpec], metrics: Metrics, max_body: int) -> None:
-    """Put the request guard in front of KServe's app: bodies over `max_body` get 413, and inference
-    bodies for `specs`' models are checked by the shared parser (in a worker thread when large) before
-    KServe parses them, so a malformed one gets 400 with the parser's message, never KServe's 422/500."""
-    from fastapi.exceptions import RequestValidationError
-    from starlette.responses import JSONResponse
-
-    def validate(path: str, body: bytes) -> None:
-        hit = protocol.route(path)
-        if hit is not None and hit[1] in specs:
-            protocol.parse(hit[0], body, specs[hit[1]])
-
-    def on_reject(path: str) -> None:
-        hit = protocol.route(path)
-        if hit is not None and hit[1] in specs:
-            metrics.errors.labels(hit[1]).inc()
-
-    async def invalid(_: Any, exc: RequestValidationError) -> JSONResponse:
-        # what reaches KServe's own validation (e.g. a V2 body for the feedback model)
-        problems = "; ".join(
-            f"{'.'.join(map(str, e.get('loc', ())[1:])) or 'body'}: {e.get('msg')} (got {str(e.get('input'))[:40]})"
-            for e in exc.errors()[:3]
-        )
-        return JSONResponse({"error": f"malformed request: {problems}"}, 400)
-
-    app.add_middleware(protocol.RequestGuard, max_body=max_body, validate=validate, on_reject=on_reject)
-    app.add_exception_handler(RequestValidationError, invalid)
-
-
-def model_server(kserve: Any, host: str, **kwargs: Any) -> Any:
-    """kserve.ModelServer binding `host` (KServe's REST server hard-codes 0.0.0.0)."""
-
-    class HostModelServer(kserve.ModelServer):
-        async def _serve(self) -> None:
-            rest = getattr(self, "_rest_server", None)
-            if rest is None or not hasattr(rest, "config"):
-                raise RuntimeError("this kserve version has no REST server config to set the host on")
-            rest.config.host = host  # read when uvicorn binds, which happens inside super()._serve()
-            await super()._serve()
-
-    return HostModelServer(**kwargs)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mllab.serving", description="KServe model server for the labs")
     p.add_argument("--http-port", type=int, default=8080)
-    p.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 in a pod, for the Service)"
-    )
     p.add_argument("--model", type=_model_arg, action="append", required=True, help="NAME=DIR (repeatable)")
     p.add_argument("--canary", type=_canary_arg, action="append", default=[], help="NAME=DIR:PERCENT")
     p.add_argument("--seed", type=int, default=0, help="seed of the canary traffic split")
-    protocol.add_limit_options(p)
     args = p.parse_args(argv)
     import torch
 
@@ -300,21 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"--canary for {unknown} but no --model with that name")
     metrics = Metrics()
-    spec = dataclasses.replace(DIGITS, max_rows=args.max_rows)
     models = []
     for name, path in args.model:
-        models += build_models(name, path, canaries.get(name), metrics, seed=args.seed, spec=spec)
-    from kserve.model_server import app
-
-    guard(app, {name: spec for name, _ in args.model}, metrics, protocol.max_body_bytes(args))
-    model_server(
-        kserve,
-        args.host,
-        http_port=args.http_port,
-        enable_grpc=False,
-        workers=1,
-        grace_period=2,
-        enable_latency_logging=False,
+        models += build_models(name, path, canaries.get(name), metrics, seed=args.seed)
+    kserve.ModelServer(
+        http_port=args.http_port, enable_grpc=False, workers=1, grace_period=2, enable_latency_logging=False
     ).start(models)
     return 0
 
