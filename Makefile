@@ -25,7 +25,7 @@ TIMED := scripts/timed
 MOLECULE_SCENARIOS := $(sort $(filter-out %-real/molecule.yml,$(wildcard roles/*/molecule/*/molecule.yml)))
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help venv test-python test-molecule site verify platform-render reset test lint unit molecule molecule-images molecule-real labs-test lab-image e2e e2e-build e2e-up e2e-down e2e-platform e2e-labs bench clean
+.PHONY: help venv test-python test-molecule site verify platform-render reset test lint unit molecule molecule-images molecule-real labs-test lab-image e2e e2e-build e2e-up e2e-down bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -121,12 +121,6 @@ e2e-down: ## stop it; leaves no process, mount or iptables rule behind
 
 e2e: $(VENV)/.dev $(VENV)/.collections $(VENV)/.labs ## e2e tier: cluster up, go/no-go, platform + test_platform, labs on the k8s backend, down
 	VENV=$(VENV) tests/e2e/run all
-
-e2e-platform: $(VENV)/.dev $(VENV)/.collections $(VENV)/.labs ## e2e tier, first half: builds, up, go/no-go, platform + test_platform (cluster left up)
-	VENV=$(VENV) tests/e2e/run platform
-
-e2e-labs: $(VENV)/.dev $(VENV)/.labs ## e2e tier, second half: the labs on the running cluster, then down
-	VENV=$(VENV) tests/e2e/run labs
 
 # The lab runner image (mllab_image): this checkout's mllab with its labs extra, as an image
 # archive. No registry publishes it: import the archive on every node
