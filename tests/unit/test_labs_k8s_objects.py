@@ -193,12 +193,84 @@ def test_pipeline_step_outputs_live_in_shared_content_addressed_folders(tmp_path
 
 def test_archive_is_read_between_its_markers_only():
     import base64
+    import hashlib
 
-    payload = base64.b64encode(b"\x1f\x8barchive").decode()
-    log = f"tar: warning on stderr\n{o.ARCHIVE_BEGIN}\n{payload}\n{o.ARCHIVE_END}\n"
-    assert o.archive_from_log(log) == b"\x1f\x8barchive"
+    data = b"\x1f\x8barchive"
+    payload = base64.b64encode(data).decode()
+    digest = hashlib.sha256(data).hexdigest()
+    log = f"tar: warning on stderr\n{o.ARCHIVE_BEGIN}\n{payload}\n{o.ARCHIVE_END} {digest}\n"
+    assert o.archive_from_log(log) == data
     with pytest.raises(ValueError, match="no archive in the fetch pod's log"):
         o.archive_from_log("sh: cd: /mnt/work/x: No such file or directory\n")
+
+
+def test_fetch_pod_script_round_trips_the_workdir_and_a_cut_log_is_refused(tmp_path):
+    """The fetch pod's script, run for real by sh on a folder: its stdout is a whole archive of
+    the folder without checkpoints; the same log cut short (as containerd can lose a short-lived
+    container's last bytes) or altered is a ValueError, never a partial extraction."""
+    import io
+    import subprocess
+    import tarfile
+
+    work = tmp_path / "work"
+    (work / "model").mkdir(parents=True)
+    (work / "model" / "meta.json").write_text('{"val_accuracy": 0.9}')
+    (work / "result.json").write_text("{}" + " " * 5000)
+    (work / "checkpoints").mkdir()
+    (work / "checkpoints" / "epoch-1.pt").write_bytes(b"x" * 100)
+    pod = o.fetch_pod(CFG, "mllab-fetch-x", o.labels(2, "x", "r"), str(work))
+    argv = pod["spec"]["containers"][0]["command"]
+    log = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    with tarfile.open(fileobj=io.BytesIO(o.archive_from_log(log)), mode="r:gz") as tar:
+        names = sorted(n.removeprefix("./") for n in tar.getnames())
+    assert "model/meta.json" in names and "result.json" in names
+    assert not any(n.startswith("checkpoints") for n in names)
+    cut = log[: log.index(o.ARCHIVE_END) - 80] + log[log.index(o.ARCHIVE_END) :]
+    with pytest.raises(ValueError, match="archive is damaged: Incorrect padding"):
+        o.archive_from_log(cut)
+    altered = log.replace("\n", "\nAAAA", 2).replace("\nAAAA", "\n", 1)  # a whole 4-char group more
+    with pytest.raises(ValueError, match="archive is damaged: sha256"):
+        o.archive_from_log(altered)
+    with pytest.raises(ValueError, match="the pod printed none"):
+        o.archive_from_log(log[: log.index(o.ARCHIVE_END) + len(o.ARCHIVE_END)])
+
+
+def test_a_damaged_fetch_is_fetched_again_then_named(tmp_path, monkeypatch):
+    """The backend's retry around the fetch pods (the cluster side is the e2e tier's): a cut log is
+    fetched again and the second, whole archive extracted; three cut logs fail with the reason."""
+    import base64
+    import hashlib
+    import io
+    import tarfile
+
+    from mllab.backends.base import JobSpec
+    from mllab.backends.k8s import FETCH_TRIES, K8sBackend
+    from mllab.errors import JobFailed
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("./result.json")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"{}"))
+    data = buf.getvalue()
+    whole = f"{o.ARCHIVE_BEGIN}\n{base64.b64encode(data).decode()}\n{o.ARCHIVE_END} {hashlib.sha256(data).hexdigest()}\n"
+    cut = whole[: len(o.ARCHIVE_BEGIN) + 8]
+    backend = K8sBackend.__new__(K8sBackend)
+    said: list[str] = []
+    monkeypatch.setattr(backend, "_say", said.append, raising=False)
+    logs = iter([cut, whole])
+    monkeypatch.setattr(backend, "_fetch_log", lambda spec: next(logs), raising=False)
+    spec = JobSpec("train", "mllab.training", [], workdir=tmp_path / "out")
+    backend._fetch(spec)
+    assert (tmp_path / "out" / "result.json").read_text() == "{}"
+    assert len(said) == 1 and "no archive" in said[0]
+
+    calls = []
+    monkeypatch.setattr(backend, "_fetch_log", lambda spec: calls.append(1) or cut, raising=False)
+    backend.cfg = CFG
+    with pytest.raises(JobFailed, match=f"failed {FETCH_TRIES} times: no archive"):
+        backend._fetch(JobSpec("train", "mllab.training", [], workdir=tmp_path / "again"))
+    assert len(calls) == FETCH_TRIES and not (tmp_path / "again" / "result.json").exists()
 
 
 def test_attempt_wrapper_numbers_attempts_and_keeps_the_job_off_pid_1(tmp_path):

@@ -44,6 +44,7 @@ IMAGE_ERRORS = {
     "CreateContainerConfigError",
 }
 POLL_S = 1.0
+FETCH_TRIES = 3  # fetch pods per job output before giving up (a log can lose its tail)
 ISVC = ("serving.kserve.io", "v1beta1")  # + namespace, "inferenceservices"
 MONITORING = ("monitoring.coreos.com", "v1")  # + namespace, "servicemonitors"
 # The custom resources a lab creates: kind -> (group, version, plural)
@@ -384,7 +385,27 @@ class K8sBackend(Backend):
                 fh.write(f"[{pod}] (log stream ended: {exc})\n")
 
     def _fetch(self, spec: JobSpec) -> None:
-        """Copy the job's working directory from the work PVC into spec.workdir."""
+        """Copy the job's working directory from the work PVC into spec.workdir. The copy travels
+        on a one-shot pod's log, which the runtime can cut short: a damaged archive is fetched
+        again by a fresh pod (FETCH_TRIES in all); nothing is extracted until one is whole."""
+        why = ""
+        for _ in range(FETCH_TRIES):
+            try:
+                archive = obj.archive_from_log(self._fetch_log(spec))
+                with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+                    tar.extractall(spec.workdir, filter="data")
+                return
+            except (ValueError, tarfile.TarError) as exc:
+                why = str(exc)
+                self._say(f"fetching {spec.name}'s outputs: {why}; fetching again")
+        raise JobFailed(
+            f"fetching {spec.name}'s outputs failed {FETCH_TRIES} times: {why}",
+            "the outputs are still on the work PVC; see the fetch pods' events (kubectl -n "
+            f"{self.cfg.namespace} get events) and run the lab again",
+        )
+
+    def _fetch_log(self, spec: JobSpec) -> str:
+        """Run one fetch pod to its end; its log (the archive between markers)."""
         name = obj.unique_name(f"mllab-fetch-{spec.name}")
         self._create(obj.fetch_pod(self.cfg, name, self._labels(spec.name), self.pod_dir(spec)), self.cfg.namespace)
         deadline = time.monotonic() + 300
@@ -394,6 +415,7 @@ class K8sBackend(Backend):
             if pod.status.phase in ("Succeeded", "Failed"):
                 break
             if time.monotonic() > deadline:
+                self._delete("Pod", self.cfg.namespace, name)
                 raise JobFailed(f"fetching {spec.name}'s outputs: pod {name} did not finish in 300 s", "")
             time.sleep(POLL_S)
         # The raw bytes: this client's str result is the repr of the bytes (b'...').
@@ -402,12 +424,7 @@ class K8sBackend(Backend):
         self._delete("Pod", self.cfg.namespace, name)
         if pod.status.phase != "Succeeded":
             raise JobFailed(f"fetching {spec.name}'s outputs failed: {text[-500:]}", "")
-        try:
-            archive = obj.archive_from_log(text)
-        except ValueError as exc:
-            raise JobFailed(f"fetching {spec.name}'s outputs: {exc}", "") from None
-        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-            tar.extractall(spec.workdir, filter="data")
+        return text
 
     # --- pipeline steps (lab 8) ------------------------------------------------------------
     def run_step(

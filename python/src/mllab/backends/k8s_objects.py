@@ -264,23 +264,38 @@ def trial_job(
 
 
 def archive_from_log(log: str) -> bytes:
-    """The archive a fetch pod printed between its markers (anything else on the log is ignored)."""
+    """The archive a fetch pod printed between its markers (anything else on the log is ignored),
+    checked against the SHA-256 the pod printed after it. A container's log can lose its last
+    bytes when the container exits at once (containerd: "Failed to pipe stdout ... file already
+    closed"), so a short or altered archive is a ValueError the caller retries, never a bad tar."""
     import base64
+    import hashlib
 
     begin, end = log.find(ARCHIVE_BEGIN), log.rfind(ARCHIVE_END)
     if begin < 0 or end < begin:
         raise ValueError(f"no archive in the fetch pod's log; it ends with: {log[-300:]!r}")
     # base64 in 76-character lines: no log line is long enough for the runtime to split it
-    return base64.b64decode("".join(log[begin + len(ARCHIVE_BEGIN) : end].split()), validate=True)
+    try:
+        data = base64.b64decode("".join(log[begin + len(ARCHIVE_BEGIN) : end].split()), validate=True)
+    except ValueError as exc:  # binascii.Error: a line lost, or cut mid-line
+        raise ValueError(f"the fetch pod's archive is damaged: {exc}") from None
+    tail = log[end + len(ARCHIVE_END) :].split()
+    want = tail[0] if tail else ""
+    got = hashlib.sha256(data).hexdigest()
+    if want != got:
+        raise ValueError(f"the fetch pod's archive is damaged: sha256 {got}, the pod printed {want or 'none'}")
+    return data
 
 
 def fetch_pod(cfg: K8sConfig, name: str, lbls: dict[str, str], pod_dir: str) -> dict[str, Any]:
     """A one-shot pod that prints `pod_dir` (checkpoints excluded) as a base64 tar.gz on its log
-    (between markers, in short lines):
-    how a job's outputs come back to the machine running `mllab`."""
+    (between markers, in short lines, then its SHA-256):
+    how a job's outputs come back to the machine running `mllab`. It lingers a second after
+    printing so that the runtime has read all of its stdout before it exits."""
     script = (
         f"cd {pod_dir} && tar -cz --exclude=./checkpoints -f /tmp/out.tgz . && "
-        f"echo {ARCHIVE_BEGIN} && base64 /tmp/out.tgz && echo {ARCHIVE_END}"
+        f"echo {ARCHIVE_BEGIN} && base64 /tmp/out.tgz && "
+        f"echo {ARCHIVE_END} $(sha256sum /tmp/out.tgz | cut -d' ' -f1) && sleep 1"
     )
     c = container(cfg, ["sh", "-c", script], {})
     c["resources"] = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
