@@ -253,7 +253,8 @@ def test_a_damaged_fetch_is_fetched_again_then_named(tmp_path, monkeypatch):
         info.size = 2
         tar.addfile(info, io.BytesIO(b"{}"))
     data = buf.getvalue()
-    whole = f"{o.ARCHIVE_BEGIN}\n{base64.b64encode(data).decode()}\n{o.ARCHIVE_END} {hashlib.sha256(data).hexdigest()}\n"
+    digest = hashlib.sha256(data).hexdigest()
+    whole = f"{o.ARCHIVE_BEGIN}\n{base64.b64encode(data).decode()}\n{o.ARCHIVE_END} {digest}\n"
     cut = whole[: len(o.ARCHIVE_BEGIN) + 8]
     backend = K8sBackend.__new__(K8sBackend)
     said: list[str] = []
