@@ -308,14 +308,19 @@ def mllab_gpu_operator_values(
 
 
 def mllab_gpu_operator_argv(
-    version: str, driver: str, values_file: str = "", extra_set: Mapping[str, Any] | None = None
+    version: str,
+    driver: str,
+    values_file: str = "",
+    extra_set: Mapping[str, Any] | None = None,
+    cli: str = "microk8s",
 ) -> list[str]:
-    """argv of `microk8s enable nvidia` with a pinned operator version and driver mode."""
+    """argv of `microk8s enable nvidia` with a pinned operator version and driver mode (`cli`: the
+    program; the gpu role passes /snap/bin/microk8s, mllab_microk8s_cli)."""
     if driver not in ("auto", "host", "operator"):
         raise GpuOutputError(f"gpu_driver = {driver!r} must be auto, host or operator for the operator stack")
     if not re.match(r"^v\d+\.\d+\.\d+$", str(version)):
         raise GpuOutputError(f"gpu_operator_version = {version!r} must look like v25.10.0")
-    argv = ["microk8s", "enable", "nvidia", "--gpu-operator-version", version, "--gpu-operator-driver", driver]
+    argv = [cli, "enable", "nvidia", "--gpu-operator-version", version, "--gpu-operator-driver", driver]
     if values_file:
         argv += ["--gpu-operator-values", values_file]
     for key, val in (extra_set or {}).items():

@@ -188,13 +188,14 @@ def _order_key(name: str) -> tuple[int, str]:
 
 
 def mllab_microk8s_addon_plan(
-    status: Any, wanted: Mapping[str, Any], skip: Iterable[str] = ("nvidia",)
+    status: Any, wanted: Mapping[str, Any], skip: Iterable[str] = ("nvidia",), cli: str = "microk8s"
 ) -> list[dict[str, Any]]:
     """What to enable/disable so the cluster matches `wanted` (microk8s_addons).
 
     status: parsed (mllab_microk8s_status) or raw `microk8s status --format yaml` text.
     wanted: {name: {enabled: bool, args: str}}; names may carry core/ or community/.
     skip: addons another role manages (nvidia: the gpu role).
+    cli: the program argv starts with (the roles pass /snap/bin/microk8s, mllab_microk8s_cli).
     Returns [{name, action: enable|disable, argv: [...]}]: enables first (dependencies
     first), then disables (reverse order). Empty when nothing differs.
     An addon already enabled is left alone even if its args differ: MicroK8s cannot
@@ -248,12 +249,12 @@ def mllab_microk8s_addon_plan(
         if spec["enabled"] and not is_on:
             args = str(spec.get("args") or "").strip()
             if args.startswith(":"):  # legacy form: dns:1.1.1.1
-                argv = ["microk8s", "enable", target + args]
+                argv = [cli, "enable", target + args]
             else:
-                argv = ["microk8s", "enable", target, *shlex.split(args)]
+                argv = [cli, "enable", target, *shlex.split(args)]
             enables.append({"name": bare, "action": "enable", "argv": argv})
         elif not spec["enabled"] and is_on:
-            disables.append({"name": bare, "action": "disable", "argv": ["microk8s", "disable", target]})
+            disables.append({"name": bare, "action": "disable", "argv": [cli, "disable", target]})
     enables.sort(key=lambda a: _order_key(a["name"]))
     disables.sort(key=lambda a: _order_key(a["name"]), reverse=True)
     return enables + disables
@@ -323,11 +324,11 @@ def mllab_microk8s_join_url(info: Any, prefer: str | None = None) -> str:
     return ipv4[0]["url"]
 
 
-def mllab_microk8s_join_argv(url: str, worker: bool = False) -> list[str]:
-    """argv of `microk8s join <url> [--worker]`."""
+def mllab_microk8s_join_argv(url: str, worker: bool = False, cli: str = "microk8s") -> list[str]:
+    """argv of `microk8s join <url> [--worker]` (`cli`: the program, as in addon_plan)."""
     if not isinstance(url, str) or url.count("/") < 1 or ":" not in url.split("/", 1)[0]:
         raise MicroK8sOutputError(f"join URL {url!r} is not <ip>:<port>/<token>[/<fingerprint>]")
-    return ["microk8s", "join", url, *(["--worker"] if worker else [])]
+    return [cli, "join", url, *(["--worker"] if worker else [])]
 
 
 def mllab_microk8s_nodes(output: Any) -> list[dict[str, Any]]:

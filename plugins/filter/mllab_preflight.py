@@ -190,6 +190,80 @@ def mllab_channel_problems(channel: object, gpu: bool = False) -> list[str]:
     ]
 
 
+def _installed_track(installed: Mapping) -> tuple[int, int] | None:
+    """The minor an installed MicroK8s runs: its Tracking column (1.35/stable), or for a snap
+    installed from a file (Tracking "-") its Version column (v1.35.4)."""
+    tracking = str(installed.get("tracking") or "-")
+    return _track(tracking) if tracking != "-" else _track(str(installed.get("version", "")).lstrip("v"))
+
+
+def _full_channel(channel: str) -> str:
+    """snap shows <track>/stable for a channel given as <track>."""
+    return channel if "/" in channel else f"{channel}/stable"
+
+
+def _same_channel(tracking: str, channel: str) -> bool:
+    return _full_channel(tracking) == _full_channel(channel)
+
+
+def mllab_channel_change_problems(installed: Mapping | None, channel: object, host: str = "this host") -> list[str]:
+    """A channel change on an installed MicroK8s, refused before anything runs.
+
+    installed: the microk8s row of `snap list microk8s` (mllab_microk8s_snap_list), or None
+    when it is not installed. community.general.snap with state=present and a channel runs
+    `snap refresh --channel` on a mismatch (plugins/modules/snap.py), and an explicit refresh
+    ignores the refresh hold (https://snapcraft.io/docs/managing-updates): every node would
+    change Kubernetes minor at once. site.yml installs only; playbooks/upgrade.yml changes the
+    channel, one node and one minor at a time. A snap installed from a file (Tracking "-")
+    tracks no channel and is left as it is.
+    """
+    if not installed:
+        return []
+    tracking, wanted = str(installed.get("tracking") or "-"), str(channel or "")
+    if tracking == "-" or _same_channel(tracking, wanted):
+        return []
+    return [
+        f"MicroK8s on {host} tracks {tracking} but microk8s_channel is {wanted}: site.yml does not change "
+        "the channel of an installed MicroK8s (a refresh would move every node to another Kubernetes "
+        f"version at once). Upgrade one node at a time with `ansible-playbook playbooks/upgrade.yml "
+        f"-e microk8s_channel={wanted}`, or keep the installed one with microk8s_channel: {tracking}"
+    ]
+
+
+def mllab_upgrade_problems(installed: Mapping | None, channel: object, host: str = "this host") -> list[str]:
+    """Why playbooks/upgrade.yml must not move `host` to `channel` (empty: it may, or it is there).
+
+    Kubernetes supports upgrading one minor at a time (kubernetes.io version-skew policy), as
+    MicroK8s' upgrade docs repeat: from 1.34 to 1.36 is two upgrades. Downgrades are refused
+    (`snap revert microk8s` is the way back), as are channels with no minor (latest/...).
+    """
+    wanted = str(channel or "")
+    if not installed:
+        return [f"MicroK8s is not installed on {host}: install it with site.yml, not upgrade.yml"]
+    target, current = _track(wanted), _installed_track(installed)
+    if target is None or not re.match(r"^\d+\.\d+/(stable|candidate|beta|edge)$", wanted):
+        return [f"microk8s_channel = {wanted!r} names no classic minor: upgrade to a <major>.<minor>/<risk> channel"]
+    if current is None:
+        return [f"cannot tell which Kubernetes minor {host} runs (snap list: {dict(installed)})"]
+    if target < current:
+        return [
+            f"{host} runs {current[0]}.{current[1]} and microk8s_channel {wanted} is older: a downgrade is not "
+            "an upgrade; roll back with `snap revert microk8s` on each node"
+        ]
+    if target[0] != current[0] or target[1] - current[1] > 1:
+        steps = [f"{current[0]}.{m}/stable" for m in range(current[1] + 1, target[1] + 1)]
+        return [
+            f"{host} runs {current[0]}.{current[1]}: Kubernetes upgrades one minor at a time, so "
+            f"{wanted} is {len(steps)} upgrades: run upgrade.yml with microk8s_channel = " + ", then ".join(steps)
+        ]
+    return []
+
+
+def mllab_upgrade_needed(installed: Mapping | None, channel: object) -> bool:
+    """True when the installed MicroK8s does not track `channel` yet."""
+    return bool(installed) and not _same_channel(str(installed.get("tracking") or "-"), str(channel or ""))
+
+
 def mllab_enabled_addons(addons: Mapping[str, Mapping]) -> list[str]:
     """Names of the addons switched on, without repository prefix."""
     return [str(n).split("/")[-1] for n, s in (addons or {}).items() if isinstance(s, Mapping) and s.get("enabled")]
@@ -300,6 +374,9 @@ class FilterModule:
             "mllab_addon_problems": mllab_addon_problems,
             "mllab_known_addons": mllab_known_addons,
             "mllab_channel_problems": mllab_channel_problems,
+            "mllab_channel_change_problems": mllab_channel_change_problems,
+            "mllab_upgrade_problems": mllab_upgrade_problems,
+            "mllab_upgrade_needed": mllab_upgrade_needed,
             "mllab_version_problems": mllab_version_problems,
             "mllab_enabled_addons": mllab_enabled_addons,
             "mllab_required_mb": mllab_required_mb,

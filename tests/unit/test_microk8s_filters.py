@@ -367,3 +367,33 @@ def test_filters_are_registered():
     names = m.FilterModule().filters()
     assert all(callable(f) and name.startswith("mllab_microk8s_") for name, f in names.items())
     assert len(names) == 11
+
+
+# --- defect 12 of issue 12: sudo's secure_path on Debian has no /snap/bin -------------------------
+def _commands(node, where=""):
+    """Every (file, command) an ansible.builtin.command task runs: its cmd string or argv[0]."""
+    if isinstance(node, dict):
+        cmd = node.get("ansible.builtin.command")
+        if isinstance(cmd, dict):
+            yield where, str(cmd.get("cmd") or (cmd.get("argv") or [""])[0]).strip()
+        for value in node.values():
+            yield from _commands(value, where)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _commands(item, where)
+
+
+def test_no_task_calls_a_bare_microk8s():
+    """Each role reaches MicroK8s by mllab_microk8s_cli (/snap/bin/microk8s): a bare `microk8s`
+    is "command not found" under become on Debian (the fake-cli molecule scenario installs the
+    stand-in at /snap/bin only, so it fails there too)."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    files = sorted((root / "roles").glob("*/tasks/*.yml")) + sorted((root / "roles").glob("*/handlers/*.yml"))
+    found = [(f.relative_to(root), c) for f in files for _, c in _commands(yaml.safe_load(f.read_text()))]
+    assert any("mllab_microk8s_cli" in c for _, c in found)  # the scan sees the calls
+    bare = [(str(f), c) for f, c in found if c == "microk8s" or c.startswith("microk8s ")]
+    assert bare == []
+    defaults = yaml.safe_load((root / "roles/mllab_defaults/defaults/main.yml").read_text())
+    assert defaults["mllab_microk8s_cli"] == "/snap/bin/microk8s"

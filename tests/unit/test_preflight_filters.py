@@ -264,3 +264,72 @@ def test_no_mount_listed_means_disk_not_measured():
     # Some containers list no root mount in their facts: no reading, so no "0 MiB free" claim.
     assert pf.mllab_mount_for([], "/var/snap") == {}
     assert pf.mllab_host_problems(host(mounts=[]), SETTINGS) == []
+
+
+# --- defect 1 of issue 12: a channel change on an installed MicroK8s -----------------------------
+def _installed(tracking: str, version: str = "v1.36.0") -> dict:
+    """The microk8s row of snapd's real `snap list` table (tests/unit/samples/microk8s/snap-list-held.txt),
+    with its Tracking and Version columns set as another install would show them."""
+    import mllab_microk8s as mk
+    import samples
+
+    row = mk.mllab_microk8s_snap_list(samples.sample("microk8s", "snap-list-held.txt"))["microk8s"]
+    return {**row, "tracking": tracking, "version": version}
+
+
+def test_the_sample_is_what_the_tests_change():
+    assert _installed("1.36/stable")["notes"] == ["classic", "held"]
+
+
+@pytest.mark.parametrize(
+    ("tracking", "channel"),
+    [("1.36/stable", "1.36/stable"), ("1.36/stable", "1.36"), ("-", "1.35/stable")],
+)
+def test_no_channel_change_passes(tracking, channel):
+    assert pf.mllab_channel_change_problems(_installed(tracking), channel) == []
+    assert pf.mllab_channel_change_problems(None, channel) == []
+
+
+def test_a_channel_change_stops_and_names_the_upgrade_playbook():
+    [msg] = pf.mllab_channel_change_problems(_installed("1.35/stable", "v1.35.4"), "1.36/stable", "node2")
+    assert "MicroK8s on node2 tracks 1.35/stable but microk8s_channel is 1.36/stable" in msg
+    assert "playbooks/upgrade.yml -e microk8s_channel=1.36/stable" in msg
+    assert "microk8s_channel: 1.35/stable" in msg
+
+
+@pytest.mark.parametrize(
+    ("tracking", "version", "channel", "needed"),
+    [
+        ("1.35/stable", "v1.35.4", "1.36/stable", True),
+        ("-", "v1.35.4", "1.36/stable", True),  # installed from a file: its Version says 1.35
+        ("1.36/candidate", "v1.36.0", "1.36/stable", True),
+        ("1.36/stable", "v1.36.0", "1.36/stable", False),
+    ],
+)
+def test_one_minor_up_is_an_upgrade(tracking, version, channel, needed):
+    assert pf.mllab_upgrade_problems(_installed(tracking, version), channel) == []
+    assert pf.mllab_upgrade_needed(_installed(tracking, version), channel) is needed
+
+
+@pytest.mark.parametrize(
+    ("tracking", "version", "channel", "fragment"),
+    [
+        (
+            "1.34/stable",
+            "v1.34.2",
+            "1.36/stable",
+            "is 2 upgrades: run upgrade.yml with microk8s_channel = 1.35/stable, then 1.36/stable",
+        ),
+        ("1.36/stable", "v1.36.0", "1.35/stable", "a downgrade is not an upgrade"),
+        ("1.36/stable", "v1.36.0", "latest/stable", "names no classic minor"),
+        ("1.35/stable", "v1.35.4", "1.36-strict/stable", "names no classic minor"),
+        ("-", "unknown", "1.36/stable", "cannot tell which Kubernetes minor"),
+    ],
+)
+def test_upgrades_that_skip_go_back_or_leave_classic_are_refused(tracking, version, channel, fragment):
+    [msg] = pf.mllab_upgrade_problems(_installed(tracking, version), channel, "node1")
+    assert fragment in msg
+
+
+def test_upgrading_nothing_installed_points_to_site():
+    assert "install it with site.yml" in pf.mllab_upgrade_problems(None, "1.36/stable")[0]

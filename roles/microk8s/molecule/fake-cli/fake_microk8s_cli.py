@@ -9,7 +9,23 @@ per cluster under /fake-cluster (a folder shared by the scenario's containers). 
 the role's task logic (offline install, hold, addon plan, joins, kubeconfigs, reset,
 idempotence) run for real; it proves nothing about MicroK8s itself: the microk8s-real
 scenario and `make verify` on real hosts do that.
-Installed as /usr/local/bin/snap, /usr/local/bin/microk8s and /snap/bin/microk8s.
+Installed as /usr/local/bin/snap and /snap/bin/microk8s only: like snapd's, the microk8s command
+is not on sudo's secure_path on Debian, so a role that calls a bare `microk8s` fails here too.
+
+Upstream behaviours the roles' fixes depend on, each modelled after the file named:
+- `snap list` with nothing installed: empty stdout, a sentence on stderr, exit 0; with a name
+  that is not installed: "error: no matching snaps installed", exit 1 (snapd
+  cmd/snap/cmd_list.go and its tests TestListEmpty / TestListEmptyWithQuery).
+- Tracking: a store install tracks its --channel, a file install shows "-"; an explicit
+  `snap refresh --channel=C microk8s` switches channel even while refreshes are held (snapd
+  holds only gate automatic refreshes, https://snapcraft.io/docs/managing-updates, as the
+  docs of community.general plugins/modules/snap.py repeat; that module runs
+  `snap refresh --channel C` on a channel mismatch with state=present).
+- A stopped node: `microk8s stop` leaves var/lock/stopped.lock, and `microk8s status` (also
+  with --wait-ready) then prints "microk8s is not running, try microk8s start" and exits 0
+  (canonical/microk8s scripts/wrappers/common/utils.py exit_if_stopped;
+  microk8s-resources/wrappers/microk8s-stop.wrapper); `microk8s start` removes the lock
+  (microk8s-resources/wrappers/microk8s-start.wrapper).
 """
 
 from __future__ import annotations
@@ -24,6 +40,8 @@ STATE = Path("/var/lib/fake-microk8s")
 ON_WORKER = "This MicroK8s deployment is acting as a node in a cluster."
 CLUSTERS = Path("/fake-cluster")
 LOCK = Path("/var/snap/microk8s/current/var/lock/clustered.lock")
+STOPPED = Path("/var/snap/microk8s/current/var/lock/stopped.lock")
+NOT_RUNNING = "microk8s is not running, try microk8s start"
 ARGS = Path("/var/snap/microk8s/current/args")
 ADDONS = {  # name -> enabled on a fresh install (MicroK8s 1.36 defaults)
     "cert-manager": False,
@@ -78,16 +96,63 @@ def fail(message: str, code: int = 1) -> int:
 
 
 # --------------------------------------------------------------------------- snap
+def install(state: dict, tracking: str) -> None:
+    state.update(installed=True, tracking=tracking, addons=dict(ADDONS))
+    save(STATE / "node.json", state)
+    (ARGS / "certs.d").mkdir(parents=True, exist_ok=True)
+    env = ARGS / "containerd-env"
+    if not env.exists():
+        env.write_text("# fake containerd-env\nulimit -n 65536 || true\n")
+    save(cluster_file(node_name()), {"owner_ip": node_ip(), "nodes": [{"name": node_name(), "ip": node_ip()}]})
+    print("microk8s v1.36.0 installed")
+
+
+def channel_arg(args: list[str]) -> str | None:
+    """--channel=C or --channel C (community.general's snap module passes the latter)."""
+    for i, a in enumerate(args):
+        if a.startswith("--channel="):
+            return a.split("=", 1)[1]
+        if a == "--channel" and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
 def snap(args: list[str]) -> int:
     state = local()
     if args[:3] == ["wait", "system", "seed.loaded"]:
         return 0
     if args[:1] == ["list"]:
+        names = [a for a in args[1:] if not a.startswith("-")]
         if not state.get("installed"):
-            return fail("error: no matching snaps installed")
+            if names:
+                return fail("error: no matching snaps installed")
+            print("No snaps are installed yet. Try 'snap install hello-world'.", file=sys.stderr)
+            return 0
+        tracking = state.get("tracking", "-")
+        version = f"v{tracking.split('/')[0]}.0" if tracking[:1].isdigit() else "v1.36.0"
         notes = "classic" + (",held" if state.get("held") else "")
-        print("Name      Version   Rev   Tracking  Publisher   Notes")
-        print(f"microk8s  v1.36.0   x1    -         -           {notes}")
+        print("Name      Version   Rev   Tracking     Publisher   Notes")
+        print(f"microk8s  {version:<9} x1    {tracking:<12} -           {notes}")
+        return 0
+    if args[:1] == ["version"]:  # snapd cmd/snap/cmd_version.go: "<name> <version>" lines
+        print("snap    2.68.4\nsnapd   2.68.4\nseries  16\ndebian  12")
+        return 0
+    if args[:1] == ["info"]:  # snapd cmd/snap/cmd_info.go: YAML-like, "name:" first
+        print(f"name:      {args[1]}\nsummary:   Kubernetes for workstations and appliances\npublisher: Canonical*")
+        return 0
+    channel = channel_arg(args)
+    if args[:1] == ["install"] and "microk8s" in args[1:]:  # from the store (community.general.snap)
+        if state.get("installed"):
+            print("snap \"microk8s\" is already installed, see 'snap help refresh'")
+            return 0
+        install(state, channel or "latest/stable")
+        return 0
+    if args[:1] == ["refresh"] and "microk8s" in args[1:] and channel:
+        if not state.get("installed"):
+            return fail('error: snap "microk8s" is not installed')
+        state["tracking"] = channel  # an explicit refresh ignores the hold
+        save(STATE / "node.json", state)
+        print(f"microk8s ({channel}) {channel.split('/')[0]} from Canonical* refreshed")
         return 0
     if args[:1] == ["ack"]:
         return 0 if Path(args[1]).exists() else fail(f"error: cannot read assertion file: open {args[1]}")
@@ -96,14 +161,7 @@ def snap(args: list[str]) -> int:
             return fail(f'error: cannot open "{args[1]}"')
         if "microk8s" not in Path(args[1]).name:
             return 0  # a base snap
-        state.update(installed=True, addons=dict(ADDONS))
-        save(STATE / "node.json", state)
-        (ARGS / "certs.d").mkdir(parents=True, exist_ok=True)
-        env = ARGS / "containerd-env"
-        if not env.exists():
-            env.write_text("# fake containerd-env\nulimit -n 65536 || true\n")
-        save(cluster_file(node_name()), {"owner_ip": node_ip(), "nodes": [{"name": node_name(), "ip": node_ip()}]})
-        print("microk8s v1.36.0 installed")
+        install(state, "-")
         return 0
     if args[:2] == ["refresh", "--hold"]:
         state["held"] = True
@@ -159,6 +217,7 @@ def node_list() -> dict:
                         f"node.kubernetes.io/microk8s-{role}": f"microk8s-{role}",
                     },
                 },
+                "spec": {"unschedulable": True} if node.get("cordoned") else {},
                 "status": {
                     "addresses": [{"type": "InternalIP", "address": node["ip"]}],
                     "conditions": [{"type": "Ready", "status": "True"}],
@@ -174,6 +233,16 @@ def microk8s(args: list[str]) -> int:
         return fail("microk8s: command not found", 127)
     worker = LOCK.exists()
     cmd = args[0] if args else ""
+    if cmd == "stop":
+        STOPPED.parent.mkdir(parents=True, exist_ok=True)
+        STOPPED.touch()
+        return 0
+    if cmd == "start":
+        STOPPED.unlink(missing_ok=True)
+        return 0
+    if cmd == "status" and STOPPED.exists():
+        print(NOT_RUNNING)
+        return 0
     if cmd == "status":
         if worker:
             print("This MicroK8s deployment is acting as a node in a cluster.\nPlease use the control plane node.")
@@ -197,6 +266,15 @@ def microk8s(args: list[str]) -> int:
         return 0
     if args[:2] == ["kubectl", "get"] and "nodes" in args:
         print(json.dumps(node_list(), indent=4))
+        return 0
+    if args[:2] in (["kubectl", "drain"], ["kubectl", "uncordon"]):  # kubectl's own messages
+        data = load(my_cluster(), {"nodes": []})
+        node = next((n for n in data["nodes"] if n["name"] == args[2]), None)
+        if node is None:
+            return fail(f'Error from server (NotFound): nodes "{args[2]}" not found')
+        node["cordoned"] = args[1] == "drain"
+        save(my_cluster(), data)
+        print(f"node/{args[2]} cordoned\nnode/{args[2]} drained" if node["cordoned"] else f"node/{args[2]} uncordoned")
         return 0
     if cmd == "config":
         if worker:
