@@ -349,6 +349,42 @@ def mllab_gpu_allocatable(nodes: Any, resource: str = GPU_RESOURCE) -> dict[str,
     return result
 
 
+SPEC_ANNOTATION = "mllab.io/spec-sha256"
+
+
+def mllab_gpu_smoke_job(job: Mapping[str, Any]) -> dict[str, Any]:
+    """The smoke Job with the SHA-256 of its spec as an annotation, so that a rerun can tell
+    whether the Job in the cluster was made from the same spec (a Job's pod template is
+    immutable: the API server refuses to apply a changed one, field is immutable)."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(job.get("spec", {}), sort_keys=True).encode()).hexdigest()
+    meta = dict(job.get("metadata") or {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), SPEC_ANNOTATION: digest}
+    return {**job, "metadata": meta}
+
+
+def mllab_gpu_smoke_replace_reason(existing: Any, wanted: Mapping[str, Any]) -> str:
+    """Why the smoke Job in the cluster must be deleted before `wanted` is applied ("" = keep it).
+
+    existing: k8s_info's resources (a list, empty when there is no Job) or one Job.
+    wanted: mllab_gpu_smoke_job(...) of the desired manifest.
+    """
+    jobs = existing if isinstance(existing, list) else [existing] if existing else []
+    if not jobs:
+        return ""
+    job = jobs[0]
+    conditions = (job.get("status") or {}).get("conditions") or []
+    if any(c.get("type") == "Failed" and c.get("status") == "True" for c in conditions):
+        return "it failed: it runs again"
+    have = ((job.get("metadata") or {}).get("annotations") or {}).get(SPEC_ANNOTATION)
+    want = wanted["metadata"]["annotations"][SPEC_ANNOTATION]
+    if have != want:
+        return "its spec changed (gpu_smoke_image or GPU sharing): a Job's template is immutable, so it is replaced"
+    return ""
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -362,4 +398,6 @@ class FilterModule:
             "mllab_gpu_resource_name": mllab_gpu_resource_name,
             "mllab_gpu_operator_argv": mllab_gpu_operator_argv,
             "mllab_gpu_allocatable": mllab_gpu_allocatable,
+            "mllab_gpu_smoke_job": mllab_gpu_smoke_job,
+            "mllab_gpu_smoke_replace_reason": mllab_gpu_smoke_replace_reason,
         }

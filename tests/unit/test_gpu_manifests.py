@@ -142,3 +142,26 @@ def test_operator_values_follow_monitoring(rendered):
     assert off["dcgmExporter"]["serviceMonitor"] == {"enabled": False}
     # defaults: monitoring follows the observability addon, which mllab_defaults enables
     assert rendered["defaults"]["values"]["dcgmExporter"]["serviceMonitor"]["enabled"] is True
+
+
+def test_a_smoke_job_from_another_spec_is_replaced(rendered):
+    """Issue 12, defect 10: a Job's pod template is immutable, so a rerun after gpu_smoke_image or
+    the sharing settings changed must delete the Job first; the same spec is kept, a failed one
+    runs again. The Jobs are the role's own renders (two settings of the matrix)."""
+    import mllab_gpu as g
+
+    plain = g.mllab_gpu_smoke_job(rendered["defaults"]["smoke"][0])
+    shared = g.mllab_gpu_smoke_job(rendered["time-slicing-mixed"]["smoke"][0])
+    import kubernetes_validate
+
+    kubernetes_validate.validate(plain, K8S_VERSION, strict=True)
+    digest = plain["metadata"]["annotations"][g.SPEC_ANNOTATION]
+    assert len(digest) == 64 and digest != shared["metadata"]["annotations"][g.SPEC_ANNOTATION]
+    in_cluster = {**plain, "status": {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}}
+    assert g.mllab_gpu_smoke_replace_reason([], plain) == ""
+    assert g.mllab_gpu_smoke_replace_reason([in_cluster], plain) == ""
+    assert "immutable" in g.mllab_gpu_smoke_replace_reason([in_cluster], shared)
+    before = rendered["defaults"]["smoke"][0]  # a Job made before the annotation existed
+    assert "immutable" in g.mllab_gpu_smoke_replace_reason([before], plain)
+    failed = {**plain, "status": {"conditions": [{"type": "Failed", "status": "True"}]}}
+    assert "failed" in g.mllab_gpu_smoke_replace_reason([failed], plain)
