@@ -349,6 +349,61 @@ def mllab_gpu_allocatable(nodes: Any, resource: str = GPU_RESOURCE) -> dict[str,
     return result
 
 
+def mllab_gpu_release_plan(
+    helm_list: Any, version: str, values_changed: bool = False, release: str = "gpu-operator"
+) -> dict[str, Any]:
+    """What to do with the operator's Helm release, from `helm list --all --output json`.
+
+    `helm list` without --all shows deployed and failed releases only (a pending one looks
+    absent), and the nvidia addon does not check `helm install`'s result, so a release can be
+    failed or stuck while the addon reads "enabled". Returns {action, status, revision, chart,
+    reason}, action one of:
+    - enable: no release; the addon installs it (disabled first if it reads enabled)
+    - none: deployed from chart gpu-operator-<version> and the values did not change
+    - upgrade: deployed from another chart version or with other values, or a failed upgrade
+      (revision > 1: helm upgrades over a failed revision)
+    - rollback: pending-upgrade or pending-rollback (a killed helm): back to the last deployed
+      revision, then upgrade
+    - reinstall: a failed or pending first install (revision 1: nothing to roll back to):
+      uninstall, then the addon installs it again
+    - wait: uninstalling: fail, naming the release, until helm is done
+    """
+    import json
+
+    text = _text(helm_list, "helm list")
+    try:
+        rows = json.loads(text)
+    except ValueError:
+        raise GpuOutputError(f"helm list --output json: not JSON: {text[:300]!r}") from None
+    if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
+        raise GpuOutputError(f"helm list --output json: expected a list of releases, got: {text[:300]!r}")
+    found = [r for r in rows if r.get("name") == release]
+    if not found:
+        return {"action": "enable", "status": "", "revision": 0, "chart": "", "reason": f"no {release} release"}
+    row = found[0]
+    status, chart = str(row.get("status", "")), str(row.get("chart", ""))
+    try:
+        revision = int(row.get("revision", 0))
+    except (TypeError, ValueError):
+        raise GpuOutputError(f"helm list: release {release} has revision {row.get('revision')!r}") from None
+    plan = {"status": status, "revision": revision, "chart": chart}
+    wanted = f"{release}-{version}"
+    if status == "deployed":
+        if chart == wanted and not values_changed:
+            return {**plan, "action": "none", "reason": f"deployed from {chart}"}
+        why = f"chart {chart} -> {wanted}" if chart != wanted else "the values changed"
+        return {**plan, "action": "upgrade", "reason": why}
+    if status == "failed" and revision > 1:
+        return {**plan, "action": "upgrade", "reason": f"revision {revision} failed: upgrade again to {wanted}"}
+    if status in ("pending-upgrade", "pending-rollback"):
+        return {**plan, "action": "rollback", "reason": f"revision {revision} is stuck in {status}"}
+    if status in ("failed", "pending-install"):
+        return {**plan, "action": "reinstall", "reason": f"the first install is {status}"}
+    if status == "uninstalling":
+        return {**plan, "action": "wait", "reason": f"{release} is being uninstalled"}
+    raise GpuOutputError(f"helm list: release {release} has status {status!r}, which this role does not handle")
+
+
 SPEC_ANNOTATION = "mllab.io/spec-sha256"
 
 
@@ -399,5 +454,6 @@ class FilterModule:
             "mllab_gpu_operator_argv": mllab_gpu_operator_argv,
             "mllab_gpu_allocatable": mllab_gpu_allocatable,
             "mllab_gpu_smoke_job": mllab_gpu_smoke_job,
+            "mllab_gpu_release_plan": mllab_gpu_release_plan,
             "mllab_gpu_smoke_replace_reason": mllab_gpu_smoke_replace_reason,
         }

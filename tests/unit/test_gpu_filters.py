@@ -271,3 +271,43 @@ def test_allocatable_from_node_list():
         )
     with pytest.raises(g.GpuOutputError, match="not JSON"):
         g.mllab_gpu_allocatable("error: You must be logged in to the server (Unauthorized)")
+
+
+# --- defect 3 of issue 12: the operator's Helm release must be deployed ---------------------------
+@pytest.mark.parametrize(
+    ("name", "version", "changed", "action", "fragment"),
+    [
+        ("helm-list-empty.json", "v25.10.0", False, "enable", "no gpu-operator release"),
+        ("helm-list-deployed.json", "v25.10.0", False, "none", "deployed from gpu-operator-v25.10.0"),
+        ("helm-list-deployed.json", "v25.10.0", True, "upgrade", "the values changed"),
+        ("helm-list-deployed.json", "v26.3.0", False, "upgrade", "gpu-operator-v25.10.0 -> gpu-operator-v26.3.0"),
+        ("helm-list-failed-upgrade.json", "v26.3.0", False, "upgrade", "revision 3 failed"),
+        ("helm-list-pending-upgrade.json", "v26.3.0", False, "rollback", "stuck in pending-upgrade"),
+        ("helm-list-failed-install.json", "v25.10.0", False, "reinstall", "the first install is failed"),
+        ("helm-list-pending-install.json", "v25.10.0", False, "reinstall", "is pending-install"),
+        ("helm-list-uninstalling.json", "v25.10.0", False, "wait", "being uninstalled"),
+    ],
+)
+def test_release_plan_repairs_what_the_addon_leaves(name, version, changed, action, fragment):
+    plan = g.mllab_gpu_release_plan(sample(name), version, changed)
+    assert plan["action"] == action and fragment in plan["reason"]
+
+
+def test_a_failed_release_is_never_taken_for_installed():
+    """Today's check (a release named gpu-operator exists) passed on a failed first install."""
+    failed = json.loads(sample("helm-list-failed-install.json"))
+    assert [r["name"] for r in failed] == ["gpu-operator"]
+    assert g.mllab_gpu_release_plan(sample("helm-list-failed-install.json"), "v25.10.0")["action"] != "none"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Error: Kubernetes cluster unreachable",
+        '{"name": "gpu-operator"}',
+        '[{"name": "gpu-operator", "revision": "x", "status": "deployed"}]',
+    ],
+)
+def test_release_plan_names_bad_helm_output(text):
+    with pytest.raises(g.GpuOutputError, match="helm list"):
+        g.mllab_gpu_release_plan(text, "v25.10.0")
