@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 try:
@@ -316,8 +316,8 @@ def mllab_gpu_operator_argv(
 ) -> list[str]:
     """argv of `microk8s enable nvidia` with a pinned operator version and driver mode (`cli`: the
     program; the gpu role passes /snap/bin/microk8s, mllab_microk8s_cli)."""
-    if driver not in ("auto", "host", "operator"):
-        raise GpuOutputError(f"gpu_driver = {driver!r} must be auto, host or operator for the operator stack")
+    if driver not in ("host", "operator"):  # auto is decided by the role (mllab_gpu_driver_mode)
+        raise GpuOutputError(f"gpu_driver = {driver!r}: the operator stack is given host or operator")
     if not re.match(r"^v\d+\.\d+\.\d+$", str(version)):
         raise GpuOutputError(f"gpu_operator_version = {version!r} must look like v25.10.0")
     argv = [cli, "enable", "nvidia", "--gpu-operator-version", version, "--gpu-operator-driver", driver]
@@ -347,6 +347,52 @@ def mllab_gpu_allocatable(nodes: Any, resource: str = GPU_RESOURCE) -> dict[str,
         except ValueError:
             raise GpuOutputError(f"node {name}: allocatable {resource} = {raw!r} is not an integer") from None
     return result
+
+
+def mllab_gpu_driver_mode(setting: str, nodes: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The operator's driver mode (host or operator) for the whole cluster: {mode, problems}.
+
+    setting: gpu_driver (auto, host or operator). nodes: [{host, driver}] for every GPU node,
+    driver as mllab_gpu_summary detected it (loaded, absent, failing, no-devices).
+    `microk8s enable nvidia --gpu-operator-driver auto` decides by running `nvidia-smi -L` on
+    the node that runs the command (the first control-plane node; microk8s-core-addons
+    addons/nvidia/enable), which says nothing of GPU workers: the role decides from what every
+    GPU node has instead, and never passes auto. Driver containers on a node whose host driver
+    is loaded fail (the operator's driver container needs the kernel module free).
+    """
+    nodes = list(nodes or [])
+    if setting in ("host", "operator"):
+        return {"mode": setting, "problems": []}
+    if setting != "auto":
+        return {"mode": "", "problems": [f"gpu_driver = {setting!r} must be auto, host or operator"]}
+    by_state: dict[str, list[str]] = {}
+    for node in nodes:
+        by_state.setdefault(str(node.get("driver", "absent")), []).append(str(node.get("host")))
+    problems = []
+    for state, why in (
+        ("failing", "nvidia-smi fails there (a broken or mismatched driver)"),
+        ("no-devices", "nvidia-smi answers but lists no GPU"),
+    ):
+        if by_state.get(state):
+            problems.append(
+                f"gpu_driver: auto cannot decide for {', '.join(by_state[state])}: {why}. Repair the host "
+                "driver (nvidia-smi must list the GPUs), or remove it and set gpu_driver: operator"
+            )
+    loaded, absent = by_state.get("loaded", []), by_state.get("absent", [])
+    if loaded and absent:
+        problems.append(
+            f"gpu_driver: auto found a host driver on {', '.join(loaded)} but none on {', '.join(absent)}: one "
+            "driver mode serves the whole cluster. Install the driver on every GPU node (gpu_driver: host "
+            "installs it) or remove it from every one (gpu_driver: operator)"
+        )
+    if problems:
+        return {"mode": "", "problems": problems}
+    return {"mode": "host" if loaded else "operator", "problems": []}
+
+
+def mllab_gpu_node_driver(hostvars: Mapping[str, Any]) -> dict[str, Any]:
+    """{host, driver} of one node's hostvars (inventory_hostname, gpu_info from detect.yml)."""
+    return {"host": hostvars.get("inventory_hostname"), "driver": (hostvars.get("gpu_info") or {}).get("driver")}
 
 
 def mllab_gpu_release_plan(
@@ -455,5 +501,7 @@ class FilterModule:
             "mllab_gpu_allocatable": mllab_gpu_allocatable,
             "mllab_gpu_smoke_job": mllab_gpu_smoke_job,
             "mllab_gpu_release_plan": mllab_gpu_release_plan,
+            "mllab_gpu_driver_mode": mllab_gpu_driver_mode,
+            "mllab_gpu_node_driver": mllab_gpu_node_driver,
             "mllab_gpu_smoke_replace_reason": mllab_gpu_smoke_replace_reason,
         }

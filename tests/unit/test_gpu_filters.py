@@ -242,23 +242,57 @@ def test_operator_values_always_name_the_mig_strategy(strategy):
 
 
 def test_operator_argv():
-    assert g.mllab_gpu_operator_argv("v25.10.0", "auto", "/tmp/v.yaml", {"toolkit.enabled": "true"}) == [
-        "microk8s",
+    argv = g.mllab_gpu_operator_argv(
+        "v25.10.0", "host", "/tmp/v.yaml", {"toolkit.enabled": "true"}, "/snap/bin/microk8s"
+    )
+    assert argv == [
+        "/snap/bin/microk8s",
         "enable",
         "nvidia",
         "--gpu-operator-version",
         "v25.10.0",
         "--gpu-operator-driver",
-        "auto",
+        "host",
         "--gpu-operator-values",
         "/tmp/v.yaml",
         "--gpu-operator-set",
         "toolkit.enabled=true",
     ]
-    with pytest.raises(g.GpuOutputError, match=re.escape("gpu_driver = 'none' must be auto, host or operator")):
-        g.mllab_gpu_operator_argv("v25.10.0", "none")
+    for bad in ("none", "auto"):  # auto: the addon would decide on the wrong node (issue 12, defect 2)
+        with pytest.raises(g.GpuOutputError, match=re.escape(f"gpu_driver = {bad!r}: the operator stack is given")):
+            g.mllab_gpu_operator_argv("v25.10.0", bad)
     with pytest.raises(g.GpuOutputError, match=re.escape("gpu_operator_version = '25.10' must look like v25.10.0")):
-        g.mllab_gpu_operator_argv("25.10", "auto")
+        g.mllab_gpu_operator_argv("25.10", "host")
+
+
+# --- defect 2 of issue 12: the driver mode is decided from every GPU node ------------------------
+def _detected(name: str, smi_rc: int | None = 0) -> str:
+    """The driver state mllab_gpu_summary detects on a T4 host from the real samples."""
+    smi = {} if smi_rc is None else {"rc": smi_rc, "stdout": sample(name) if smi_rc == 0 else "", "stderr": ""}
+    return g.mllab_gpu_summary(sample("lspci-t4-server.txt"), smi)["driver"]
+
+
+def test_auto_uses_the_host_driver_only_when_every_gpu_node_has_one():
+    loaded, absent = _detected("nvidia-smi-query-gpu-t4.txt"), _detected("", None)
+    assert (loaded, absent) == ("loaded", "absent")
+    nodes = [{"host": "gpu1", "driver": loaded}, {"host": "gpu2", "driver": loaded}]
+    assert g.mllab_gpu_driver_mode("auto", nodes) == {"mode": "host", "problems": []}
+    nodes = [{"host": "gpu1", "driver": absent}, {"host": "gpu2", "driver": absent}]
+    assert g.mllab_gpu_driver_mode("auto", nodes) == {"mode": "operator", "problems": []}
+
+
+def test_auto_refuses_a_mixed_or_broken_cluster_by_name():
+    """The example inventory: GPUs on workers only. The addon's own auto would have looked at the
+    first control-plane node (no GPU, so no driver) and put driver containers on workers whose
+    host driver is loaded."""
+    mixed = [{"host": "gpu1", "driver": "loaded"}, {"host": "gpu2", "driver": "absent"}]
+    [msg] = g.mllab_gpu_driver_mode("auto", mixed)["problems"]
+    assert "a host driver on gpu1 but none on gpu2" in msg and "gpu_driver: host" in msg
+    failing = [{"host": "gpu1", "driver": _detected("", 9)}]
+    [msg] = g.mllab_gpu_driver_mode("auto", failing)["problems"]
+    assert "cannot decide for gpu1: nvidia-smi fails there" in msg
+    assert g.mllab_gpu_driver_mode("operator", mixed) == {"mode": "operator", "problems": []}
+    assert "must be auto, host or operator" in g.mllab_gpu_driver_mode("cuda", mixed)["problems"][0]
 
 
 def test_allocatable_from_node_list():
