@@ -187,6 +187,64 @@ def _order_key(name: str) -> tuple[int, str]:
     return (ADDON_ORDER.index(bare) if bare in ADDON_ORDER else len(ADDON_ORDER), bare)
 
 
+def _enable_argv(cli: str, target: str, spec: Mapping[str, Any]) -> list[str]:
+    args = str(spec.get("args") or "").strip()
+    if args.startswith(":"):  # legacy form: dns:1.1.1.1
+        return [cli, "enable", target + args]
+    return [cli, "enable", target, *shlex.split(args)]
+
+
+# The Helm releases a chart-based addon must leave deployed (microk8s-core-addons
+# addons/<name>/enable; FACTS.md section 2). `microk8s status` reads an addon as enabled from
+# one object (addons.yaml check_status), so an enable that failed half-way reads as enabled.
+# name -> (namespace, releases always installed, (release, flag that leaves it out))
+ADDON_RELEASES: dict[str, tuple[str, list[str], list[tuple[str, str]]]] = {
+    "observability": ("observability", ["kube-prom-stack", "loki"], [("tempo", "--without-tempo")]),
+    "cert-manager": ("cert-manager", ["cert-manager"], []),
+}
+
+
+def mllab_microk8s_addon_partial(helm_list: Any, wanted: Mapping[str, Any], cli: str = "microk8s") -> list[dict]:
+    """The chart-based addons of `wanted` (microk8s_addons) switched on whose Helm releases are
+    missing or not deployed, from `microk8s helm3 list --all-namespaces --all --output json`.
+    Each: {name, reason, argv: [disable argv, enable argv]}: disable, then enable again (an
+    enable on an addon that reads enabled does nothing)."""
+    import json
+
+    text = _text(helm_list, "helm list")
+    try:
+        rows = json.loads(text)
+    except ValueError:
+        raise MicroK8sOutputError(f"helm list --output json: not JSON: {_excerpt(text)}") from None
+    if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
+        raise MicroK8sOutputError(f"helm list --output json: expected a list of releases, got {_excerpt(text)}")
+    status = {(str(r.get("namespace")), str(r.get("name"))): str(r.get("status")) for r in rows}
+    partial = []
+    for name, spec in (wanted or {}).items():
+        repo, bare = _bare(str(name))
+        if bare not in ADDON_RELEASES or not isinstance(spec, Mapping) or not spec.get("enabled"):
+            continue
+        namespace, always, optional = ADDON_RELEASES[bare]
+        args = str(spec.get("args") or "")
+        needed = always + [rel for rel, flag in optional if flag not in args.split()]
+        bad = [
+            f"{rel} {status.get((namespace, rel), 'missing')}"
+            for rel in needed
+            if status.get((namespace, rel)) != "deployed"
+        ]
+        if bad:
+            target = str(name) if repo else bare
+            partial.append(
+                {
+                    "name": bare,
+                    "reason": f"{bare} reads enabled but its Helm releases in {namespace} are not all deployed: "
+                    + ", ".join(bad),
+                    "argv": [[cli, "disable", target], _enable_argv(cli, target, spec)],
+                }
+            )
+    return partial
+
+
 def mllab_microk8s_addon_plan(
     status: Any, wanted: Mapping[str, Any], skip: Iterable[str] = ("nvidia",), cli: str = "microk8s"
 ) -> list[dict[str, Any]]:
@@ -247,12 +305,7 @@ def mllab_microk8s_addon_plan(
         is_on = info["status"] == "enabled"
         target = name if repo else bare
         if spec["enabled"] and not is_on:
-            args = str(spec.get("args") or "").strip()
-            if args.startswith(":"):  # legacy form: dns:1.1.1.1
-                argv = [cli, "enable", target + args]
-            else:
-                argv = [cli, "enable", target, *shlex.split(args)]
-            enables.append({"name": bare, "action": "enable", "argv": argv})
+            enables.append({"name": bare, "action": "enable", "argv": _enable_argv(cli, target, spec)})
         elif not spec["enabled"] and is_on:
             disables.append({"name": bare, "action": "disable", "argv": [cli, "disable", target]})
     enables.sort(key=lambda a: _order_key(a["name"]))
@@ -543,6 +596,7 @@ class FilterModule:
         return {
             "mllab_microk8s_status": mllab_microk8s_status,
             "mllab_microk8s_addon_plan": mllab_microk8s_addon_plan,
+            "mllab_microk8s_addon_partial": mllab_microk8s_addon_partial,
             "mllab_microk8s_join_info": mllab_microk8s_join_info,
             "mllab_microk8s_join_url": mllab_microk8s_join_url,
             "mllab_microk8s_join_argv": mllab_microk8s_join_argv,

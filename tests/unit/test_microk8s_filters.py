@@ -366,7 +366,7 @@ def test_hosts_toml_bad_input(registry, spec, message):
 def test_filters_are_registered():
     names = m.FilterModule().filters()
     assert all(callable(f) and name.startswith("mllab_microk8s_") for name, f in names.items())
-    assert len(names) == 11
+    assert len(names) == 12
 
 
 # --- defect 12 of issue 12: sudo's secure_path on Debian has no /snap/bin -------------------------
@@ -397,3 +397,34 @@ def test_no_task_calls_a_bare_microk8s():
     assert bare == []
     defaults = yaml.safe_load((root / "roles/mllab_defaults/defaults/main.yml").read_text())
     assert defaults["mllab_microk8s_cli"] == "/snap/bin/microk8s"
+
+
+# --- defect 9 of issue 12: a half-failed chart addon reads as enabled ----------------------------
+def test_a_half_failed_observability_is_disabled_and_enabled_again():
+    text = sample("helm-list-observability-partial.json")
+    wanted = {"observability": {"enabled": True}, "dns": {"enabled": True}, "cert-manager": {"enabled": False}}
+    [partial] = m.mllab_microk8s_addon_partial(text, wanted, "/snap/bin/microk8s")
+    assert partial["name"] == "observability"
+    assert "loki failed" in partial["reason"] and "tempo missing" in partial["reason"]
+    assert "kube-prom-stack" not in partial["reason"]
+    assert partial["argv"] == [
+        ["/snap/bin/microk8s", "disable", "observability"],
+        ["/snap/bin/microk8s", "enable", "observability"],
+    ]
+
+
+def test_addon_args_that_leave_a_release_out_are_respected():
+    rows = json.loads(sample("helm-list-observability-partial.json"))
+    rows[1]["status"] = "deployed"
+    wanted = {"core/observability": {"enabled": True, "args": "--without-tempo"}}
+    assert m.mllab_microk8s_addon_partial(json.dumps(rows), wanted) == []
+    [partial] = m.mllab_microk8s_addon_partial(json.dumps(rows), {"observability": {"enabled": True}})
+    assert partial["reason"].endswith("tempo missing")
+    assert m.mllab_microk8s_addon_partial("[]", {"cert-manager": {"enabled": True}})[0]["reason"].endswith(
+        "cert-manager missing"
+    )
+
+
+def test_addon_partial_names_bad_helm_output():
+    with pytest.raises(m.MicroK8sOutputError, match="helm list --output json: not JSON"):
+        m.mllab_microk8s_addon_partial("Error: Kubernetes cluster unreachable", {"observability": {"enabled": True}})
