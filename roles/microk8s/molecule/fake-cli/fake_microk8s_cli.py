@@ -21,6 +21,10 @@ Upstream behaviours the roles' fixes depend on, each modelled after the file nam
   holds only gate automatic refreshes, https://snapcraft.io/docs/managing-updates, as the
   docs of community.general plugins/modules/snap.py repeat; that module runs
   `snap refresh --channel C` on a channel mismatch with state=present).
+- A join killed half-way: the node is in dqlite but not in Kubernetes (a "pending" entry:
+  listed by no `kubectl get nodes`), so `microk8s join` answers "already known to dqlite"
+  (canonical/microk8s scripts/wrappers/join.py, the cluster agent's answer) and only
+  `microk8s remove-node NAME --force` clears it (scripts/wrappers/remove_node.py).
 - A stopped node: `microk8s stop` leaves var/lock/stopped.lock, and `microk8s status` (also
   with --wait-ready) then prints "microk8s is not running, try microk8s start" and exits 0
   (canonical/microk8s scripts/wrappers/common/utils.py exit_if_stopped;
@@ -34,6 +38,7 @@ import json
 import secrets
 import socket
 import sys
+import time
 from pathlib import Path
 
 STATE = Path("/var/lib/fake-microk8s")
@@ -204,7 +209,7 @@ def print_status(state: dict) -> None:
 def node_list() -> dict:
     nodes = load(my_cluster(), {"nodes": []})["nodes"]
     items = []
-    for node in nodes:
+    for node in (n for n in nodes if not n.get("pending")):  # pending: in dqlite, no kubelet yet
         role = "worker" if node.get("worker") else "controlplane"
         items.append(
             {
@@ -330,7 +335,8 @@ def microk8s(args: list[str]) -> int:
         return 0
     if cmd == "remove-node":
         data = load(my_cluster(), {"nodes": []})
-        if not any(n["name"] == args[1] for n in data["nodes"]):
+        node = next((n for n in data["nodes"] if n["name"] == args[1]), None)
+        if node is None or (node.get("pending") and "--force" not in args):
             print(f"Node {args[1]} does not exist in Kubernetes.")
             return 1
         data["nodes"] = [n for n in data["nodes"] if n["name"] != args[1]]
@@ -348,6 +354,9 @@ def main() -> int:
     STATE.mkdir(parents=True, exist_ok=True)
     with (STATE / "calls.log").open("a") as log:
         log.write(f"{prog} {' '.join(args)}\n")
+    if CLUSTERS.is_dir():  # every node's calls in one timeline, for ordering checks
+        with (CLUSTERS / "events.log").open("a") as log:
+            log.write(f"{time.time():.6f} {node_name()} {prog} {' '.join(args)}\n")
     return snap(args) if prog == "snap" else microk8s(args)
 
 
