@@ -521,15 +521,14 @@ def mllab_microk8s_snap_list(output: Any) -> dict[str, dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- network config
-def mllab_microk8s_containerd_env(proxy: Mapping[str, Any] | None) -> str:
-    """Lines for MicroK8s' containerd-env (sourced shell) from {http, https, no_proxy}.
-
-    Empty string when no proxy is set. NO_PROXY always gets the cluster's own ranges.
-    """
+def mllab_microk8s_proxy_env(proxy: Mapping[str, Any] | None) -> dict[str, str]:
+    """Proxy environment variables (upper and lower case) from {http, https, no_proxy}: for
+    containerd-env and for `microk8s enable`. {} when no proxy is set. NO_PROXY always gets the
+    cluster's own ranges; HTTPS_PROXY falls back to the http one."""
     proxy = proxy or {}
     http, https = str(proxy.get("http") or ""), str(proxy.get("https") or "")
     if not http and not https:
-        return ""
+        return {}
     for key, url in (("http", http), ("https", https)):
         if url and not re.match(r"^(https?|socks5h?)://[^\s'\"]+$", url):
             raise MicroK8sOutputError(
@@ -538,14 +537,34 @@ def mllab_microk8s_containerd_env(proxy: Mapping[str, Any] | None) -> str:
     extra = proxy.get("no_proxy") or []
     if isinstance(extra, str):
         extra = [x for x in re.split(r"[,\s]+", extra) if x]
-    no_proxy = list(dict.fromkeys([*CLUSTER_NO_PROXY, *map(str, extra)]))
-    lines = []
-    for var, val in (("HTTP_PROXY", http), ("HTTPS_PROXY", https or http)):
+    no_proxy = ",".join(dict.fromkeys([*CLUSTER_NO_PROXY, *map(str, extra)]))
+    env: dict[str, str] = {}
+    for var, val in (("HTTP_PROXY", http), ("HTTPS_PROXY", https or http), ("NO_PROXY", no_proxy)):
         if val:
-            lines += [f"{var}={shlex.quote(val)}", f"{var.lower()}={shlex.quote(val)}"]
-    joined = ",".join(no_proxy)
-    lines += [f"NO_PROXY={shlex.quote(joined)}", f"no_proxy={shlex.quote(joined)}"]
-    return "\n".join(lines)
+            env[var], env[var.lower()] = val, val
+    return env
+
+
+def mllab_microk8s_containerd_env(proxy: Mapping[str, Any] | None) -> str:
+    """Lines for MicroK8s' containerd-env (sourced shell) from {http, https, no_proxy}.
+
+    Empty string when no proxy is set. NO_PROXY always gets the cluster's own ranges.
+    """
+    return "\n".join(f"{var}={shlex.quote(val)}" for var, val in mllab_microk8s_proxy_env(proxy).items())
+
+
+def mllab_microk8s_snapd_proxy(proxy: Mapping[str, Any] | None) -> dict[str, str]:
+    """snapd's system options for the proxy (https://snapcraft.io/docs/system-options:
+    proxy.http, proxy.https), so that `snap install` goes through it. {} without a proxy."""
+    env = mllab_microk8s_proxy_env(proxy)
+    return (
+        {
+            "proxy.http": env["HTTP_PROXY"] if "HTTP_PROXY" in env else env["HTTPS_PROXY"],
+            "proxy.https": env["HTTPS_PROXY"],
+        }
+        if env
+        else {}
+    )
 
 
 def _toml_str(value: str) -> str:
@@ -605,5 +624,7 @@ class FilterModule:
             "mllab_microk8s_join_plan": mllab_microk8s_join_plan,
             "mllab_microk8s_snap_list": mllab_microk8s_snap_list,
             "mllab_microk8s_containerd_env": mllab_microk8s_containerd_env,
+            "mllab_microk8s_proxy_env": mllab_microk8s_proxy_env,
+            "mllab_microk8s_snapd_proxy": mllab_microk8s_snapd_proxy,
             "mllab_microk8s_hosts_toml": mllab_microk8s_hosts_toml,
         }

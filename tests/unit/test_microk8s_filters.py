@@ -366,7 +366,7 @@ def test_hosts_toml_bad_input(registry, spec, message):
 def test_filters_are_registered():
     names = m.FilterModule().filters()
     assert all(callable(f) and name.startswith("mllab_microk8s_") for name, f in names.items())
-    assert len(names) == 12
+    assert len(names) == 14
 
 
 # --- defect 12 of issue 12: sudo's secure_path on Debian has no /snap/bin -------------------------
@@ -428,3 +428,20 @@ def test_addon_args_that_leave_a_release_out_are_respected():
 def test_addon_partial_names_bad_helm_output():
     with pytest.raises(m.MicroK8sOutputError, match="helm list --output json: not JSON"):
         m.mllab_microk8s_addon_partial("Error: Kubernetes cluster unreachable", {"observability": {"enabled": True}})
+
+
+# --- defect 6 of issue 12: the proxy reaches snapd and microk8s enable, not only containerd --------
+def test_one_proxy_for_snapd_containerd_and_enable():
+    proxy = {"http": "http://proxy.example.com:3128", "no_proxy": [".example.com"]}
+    env = m.mllab_microk8s_proxy_env(proxy)
+    assert env["HTTPS_PROXY"] == env["https_proxy"] == "http://proxy.example.com:3128"  # falls back to http
+    assert env["NO_PROXY"].startswith("10.1.0.0/16,10.152.183.0/24") and env["NO_PROXY"].endswith(".example.com")
+    assert m.mllab_microk8s_containerd_env(proxy).splitlines()[2] == "HTTPS_PROXY=http://proxy.example.com:3128"
+    assert m.mllab_microk8s_snapd_proxy(proxy) == {
+        "proxy.http": "http://proxy.example.com:3128",
+        "proxy.https": "http://proxy.example.com:3128",
+    }
+    assert m.mllab_microk8s_snapd_proxy({"https": "http://p:3128"})["proxy.http"] == "http://p:3128"
+    assert m.mllab_microk8s_proxy_env({}) == {} and m.mllab_microk8s_snapd_proxy(None) == {}
+    with pytest.raises(m.MicroK8sOutputError, match="microk8s_proxy.https = 'proxy:3128' is not a proxy URL"):
+        m.mllab_microk8s_snapd_proxy({"https": "proxy:3128"})

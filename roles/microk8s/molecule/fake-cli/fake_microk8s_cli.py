@@ -35,6 +35,7 @@ Upstream behaviours the roles' fixes depend on, each modelled after the file nam
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
 import sys
@@ -138,6 +139,19 @@ def snap(args: list[str]) -> int:
         notes = "classic" + (",held" if state.get("held") else "")
         print("Name      Version   Rev   Tracking     Publisher   Notes")
         print(f"microk8s  {version:<9} x1    {tracking:<12} -           {notes}")
+        return 0
+    if args[:2] == ["set", "system"]:  # snapd system options (https://snapcraft.io/docs/system-options)
+        state.setdefault("system", {}).update(a.split("=", 1) for a in args[2:])
+        save(STATE / "node.json", state)
+        return 0
+    if args[:2] == ["get", "system"]:  # several keys: a Key/Value table (snapd cmd/snap/cmd_get.go)
+        opts = state.get("system", {})
+        missing = [k for k in args[2:] if k not in opts]
+        if missing:
+            return fail(f'error: snap "core" has no "{missing[0]}" configuration option')
+        print("Key          Value")
+        for key in args[2:]:
+            print(f"{key:<12} {opts[key]}")
         return 0
     if args[:1] == ["version"]:  # snapd cmd/snap/cmd_version.go: "<name> <version>" lines
         print("snap    2.68.4\nsnapd   2.68.4\nseries  16\ndebian  12")
@@ -258,6 +272,8 @@ def microk8s(args: list[str]) -> int:
         print_status(state)
         return 0
     if cmd in ("enable", "disable"):
+        # what the addon's helm and curl calls would be given
+        state.setdefault("enable_proxy", []).append(os.environ.get("HTTPS_PROXY", ""))
         name = args[1].split(":")[0].split("/")[-1]
         if name not in state["addons"]:
             return fail(f"Addon {name} was not found in any repository", 1)
