@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 # Core addon names of MicroK8s 1.36 (canonical/microk8s-core-addons@f6898115:addons.yaml, main).
 # Community addons are accepted with an explicit "community/" prefix.
@@ -264,6 +265,56 @@ def mllab_upgrade_needed(installed: Mapping | None, channel: object) -> bool:
     return bool(installed) and not _same_channel(str(installed.get("tracking") or "-"), str(channel or ""))
 
 
+def mllab_spec_types_only(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A role's argument spec options (meta/argument_specs.yml) without `required`: preflight
+    checks the type and choices of what the inventory sets, for every layer at once; whether
+    a setting is missing is each role's own check when it runs (its defaults fill most)."""
+
+    def strip(options: Mapping[str, Any]) -> dict[str, Any]:
+        out = {}
+        for name, opt in (options or {}).items():
+            opt = {k: v for k, v in dict(opt).items() if k != "required"}
+            if isinstance(opt.get("options"), Mapping):
+                opt["options"] = strip(opt["options"])
+            out[name] = opt
+        return out
+
+    return strip(spec)
+
+
+def mllab_argument_problems(results: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Problems from a loop of validate_argument_spec over roles' spec files (item: the path)."""
+    problems = []
+    for res in results or []:
+        if not res.get("failed"):
+            continue
+        role = str(res.get("item", "")).split("/meta/")[0].rsplit("/", 1)[-1]
+        errors = res.get("argument_errors") or [res.get("msg", "failed")]
+        problems += [f"{err} (a setting of roles/{role}: see its meta/argument_specs.yml and README)" for err in errors]
+    return problems
+
+
+def mllab_labs_python_problems(answer: Mapping[str, Any] | None, python: str, host: str) -> list[str]:
+    """labs_python on the control host must be Python >= 3.11 with venv (the mllab package's floor).
+
+    answer: the registered result of `<python> -c "import sys, venv; print(...version...)"`."""
+    answer = answer or {}
+    if answer.get("skipped"):
+        return []
+    out = str(answer.get("stdout") or "").strip()
+    fix = (
+        "install python3.11 and python3.11-venv (apt; Ubuntu 22.04 has them in universe) and set labs_python: "
+        "python3.11, or set labs_control_host_install: false"
+    )
+    if answer.get("rc") != 0 or not re.match(r"^\d+\.\d+$", out):
+        err = str(answer.get("stderr") or answer.get("msg") or out).strip()[:160]
+        return [f"labs_python = {python} does not run on {host} with venv ({err}): {fix}"]
+    major, minor = (int(x) for x in out.split("."))
+    if (major, minor) < (3, 11):
+        return [f"labs_python = {python} on {host} is Python {out}; the labs need 3.11 or newer: {fix}"]
+    return []
+
+
 def mllab_enabled_addons(addons: Mapping[str, Mapping]) -> list[str]:
     """Names of the addons switched on, without repository prefix."""
     return [str(n).split("/")[-1] for n, s in (addons or {}).items() if isinstance(s, Mapping) and s.get("enabled")]
@@ -377,6 +428,9 @@ class FilterModule:
             "mllab_channel_change_problems": mllab_channel_change_problems,
             "mllab_upgrade_problems": mllab_upgrade_problems,
             "mllab_upgrade_needed": mllab_upgrade_needed,
+            "mllab_spec_types_only": mllab_spec_types_only,
+            "mllab_argument_problems": mllab_argument_problems,
+            "mllab_labs_python_problems": mllab_labs_python_problems,
             "mllab_version_problems": mllab_version_problems,
             "mllab_enabled_addons": mllab_enabled_addons,
             "mllab_required_mb": mllab_required_mb,

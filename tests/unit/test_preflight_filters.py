@@ -333,3 +333,35 @@ def test_upgrades_that_skip_go_back_or_leave_classic_are_refused(tracking, versi
 
 def test_upgrading_nothing_installed_points_to_site():
     assert "install it with site.yml" in pf.mllab_upgrade_problems(None, "1.36/stable")[0]
+
+
+# --- issue 12: preflight checks what later layers need ----------------------------------------------
+@pytest.mark.parametrize(
+    ("answer", "fragment"),
+    [
+        ({"rc": 0, "stdout": "3.10\n"}, "labs_python = python3 on cp1 is Python 3.10; the labs need 3.11"),
+        ({"rc": 1, "stdout": "", "stderr": "ModuleNotFoundError: No module named 'venv'"}, "No module named 'venv'"),
+        ({"rc": 2, "msg": "[Errno 2] No such file or directory: b'python3.11'"}, "does not run on cp1"),
+    ],
+)
+def test_labs_python_older_than_311_or_without_venv_is_refused(answer, fragment):
+    [msg] = pf.mllab_labs_python_problems(answer, "python3", "cp1")
+    assert fragment in msg and "labs_python: python3.11" in msg
+
+
+def test_labs_python_311_or_skipped_passes():
+    assert pf.mllab_labs_python_problems({"rc": 0, "stdout": "3.11\n"}, "python3", "cp1") == []
+    assert pf.mllab_labs_python_problems({"rc": 0, "stdout": "3.12"}, "python3", "cp1") == []
+    assert pf.mllab_labs_python_problems({"skipped": True}, "python3", "cp1") == []
+
+
+def test_argument_spec_check_ignores_required_and_names_the_role():
+    spec = {"a": {"type": "int", "required": True}, "b": {"type": "dict", "options": {"c": {"required": True}}}}
+    assert pf.mllab_spec_types_only(spec) == {"a": {"type": "int"}, "b": {"type": "dict", "options": {"c": {}}}}
+    results = [
+        {"item": "/x/roles/microk8s/meta/argument_specs.yml", "failed": True, "argument_errors": ["bad timeout"]},
+        {"item": "/x/roles/gpu/meta/argument_specs.yml", "failed": False},
+    ]
+    assert pf.mllab_argument_problems(results) == [
+        "bad timeout (a setting of roles/microk8s: see its meta/argument_specs.yml and README)"
+    ]

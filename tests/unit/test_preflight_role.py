@@ -45,7 +45,9 @@ def write_inventory(tmp_path: Path, control_plane: list[str], workers=(), gpu=()
     return path
 
 
-def run_preflight(inventory: Path, tmp_path: Path, **extra) -> tuple[subprocess.CompletedProcess, float]:
+def run_preflight(
+    inventory: Path, tmp_path: Path, tags: str = "preflight", **extra
+) -> tuple[subprocess.CompletedProcess, float]:
     extra.setdefault("preflight_snap_store_url", CLOSED_PORT_URL)
     extra.setdefault("preflight_snap_store_timeout", 3)
     # These tests are about the store probe and the inventory checks, not about this machine's free
@@ -60,7 +62,7 @@ def run_preflight(inventory: Path, tmp_path: Path, **extra) -> tuple[subprocess.
         str(inventory),
         str(PLAYBOOK),
         "--tags",
-        "preflight",
+        tags,
         "-e",
         json.dumps(extra),
     ]
@@ -142,3 +144,49 @@ def test_too_little_memory_names_the_need(tmp_path, store):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "MiB needed for MicroK8s with addons" in out
+
+
+def test_an_inventory_without_cluster_hosts_stops(tmp_path):
+    """Every play of site.yml targets the cluster group: with no host in it, ansible would skip
+    them all and report success."""
+    proc, _ = run_preflight(write_inventory(tmp_path, []), tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "has no host in the cluster group" in out and "INVENTORY=inventory/mylab.yml" in out
+
+
+def test_wrong_types_of_any_layer_are_named_before_anything_runs(tmp_path, store):
+    """Settings of later layers (microk8s, gpu, labs) are type-checked by preflight against each
+    role's meta/argument_specs.yml: named with the role, no traceback."""
+    proc, _ = run_preflight(
+        write_inventory(tmp_path, ["localhost"]),
+        tmp_path,
+        preflight_snap_store_url=store,
+        microk8s_ready_timeout="soon",
+        gpu_stack="gpu-operator",
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "Traceback" not in out
+    for fragment in ["microk8s_ready_timeout", "roles/microk8s", "gpu_stack", "roles/gpu", "changed=0"]:
+        assert fragment in out, fragment
+
+
+def test_missing_helm_and_labs_python_are_named(tmp_path, store):
+    """helm is checked when the platform layer runs in this invocation; the labs' Python on the
+    control host (the first control-plane host)."""
+    proc, _ = run_preflight(
+        write_inventory(tmp_path, ["localhost"]),
+        tmp_path,
+        tags="preflight,platform",
+        preflight_snap_store_url=store,
+        platform_common_helm_binary="/nonexistent/helm",
+        labs_python="/nonexistent/python3",
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "helm does not run on the controller (/nonexistent/helm" in out
+    assert "labs_python = /nonexistent/python3 does not run on localhost" in out
+    assert "python3.11-venv" in out
+    proc, _ = run_preflight(write_inventory(tmp_path, ["localhost"]), tmp_path, preflight_snap_store_url=store)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # --tags preflight alone: no platform, no helm needed
