@@ -443,5 +443,5 @@ def test_one_proxy_for_snapd_containerd_and_enable():
     }
     assert m.mllab_microk8s_snapd_proxy({"https": "http://p:3128"})["proxy.http"] == "http://p:3128"
     assert m.mllab_microk8s_proxy_env({}) == {} and m.mllab_microk8s_snapd_proxy(None) == {}
-    with pytest.raises(m.MicroK8sOutputError, match="microk8s_proxy.https = 'proxy:3128' is not a proxy URL"):
+    with pytest.raises(m.MicroK8sOutputError, match=r"microk8s_proxy\.https = 'proxy:3128' is not a proxy URL"):
         m.mllab_microk8s_snapd_proxy({"https": "proxy:3128"})
