@@ -350,3 +350,32 @@ def test_trial_job_runs_one_trial_per_index_each_once():
     assert o.trial_job(CFG, "t", {}, calls[:1], 4, None)["spec"]["parallelism"] == 1
     with pytest.raises(ValueError, match="at least one call"):
         o.trial_job(CFG, "t", {}, [], 2, None)
+
+
+def test_distributed_ranks_get_a_gpu_each_only_when_there_is_one_for_every_rank(monkeypatch):
+    """Issue 12: lab 5's Job asks for GPUs when the cluster has them (one per rank; nccl then),
+    never for more than the cluster offers (a rank would wait unschedulable)."""
+    from mllab.backends.base import JobSpec
+    from mllab.backends.k8s import K8sBackend
+
+    def limits(bodies):
+        job = next(b for b in bodies if b["kind"] == "Job")
+        return job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+
+    bodies = o.distributed_job(CFG, "ddp", {}, ["-m", "mllab.ddp_train"], {}, 2, 0, None, 1)
+    [validate(b) for b in bodies]
+    assert limits(bodies)["nvidia.com/gpu"] == "1"
+    assert "nvidia.com/gpu" not in limits(o.distributed_job(CFG, "ddp", {}, [], {}, 2, 0, None))
+
+    backend = K8sBackend.__new__(K8sBackend)
+    backend.cfg, backend.lab, backend.run_id = CFG, 5, "r"
+    said, sent = [], []
+    monkeypatch.setattr(backend, "_say", said.append, raising=False)
+    monkeypatch.setattr(backend, "_translate", lambda spec: ([], {}), raising=False)
+    monkeypatch.setattr(backend, "_run", lambda spec, bodies: sent.append(bodies), raising=False)
+    spec = JobSpec("ddp-2", "mllab.ddp_train", [])
+    for available, want in ((2, "1"), (8, "1"), (1, None), (0, None)):
+        backend._gpus = available
+        backend.run_distributed(spec, 2)
+        assert limits(sent[-1]).get("nvidia.com/gpu") == want, available
+    assert said == ["job ddp-2: 2 ranks but 1 GPU(s) in the cluster: running on the CPU"]

@@ -48,6 +48,7 @@ CASES: dict[str, dict[str, Any]] = {
             "monitoring": "observability",
         },
         "labs_learner_account": "student",
+        "labs_gpus": 2,
         "mllab_image": "registry.example.org/ml/mllab:0.1.0",
         "platform_common_ingress_host": "lab.example.org",
         "platform_common_ingress_tls_secret": "lab-tls",
@@ -65,6 +66,7 @@ BAD_CASES: dict[str, dict[str, Any]] = {
         "labs_learner_account": "Learner_1",
         "labs_pip_extras": "labs,k8s",
         "mllab_image": "mllab.local/mllab",
+        "labs_gpus": "many",
     },
     "too-big": {"labs_guides_source_dir": str(BIG_GUIDES)},
 }
@@ -328,7 +330,8 @@ def test_bad_settings_are_named_before_anything_is_built(runs):
     run = runs["bad"]
     assert run.rc != 0
     out = " ".join(run.output.split())
-    assert "Labs checks found 4 problem(s); nothing was applied" in out
+    assert "Labs checks found 5 problem(s); nothing was applied" in out
+    assert "labs_gpus = many must be auto or a number of GPUs" in out
     assert "labs_venv = 'opt/mllab' must be an absolute path" in out
     assert "labs_learner_account = 'Learner_1' is not a valid Kubernetes name" in out
     assert "labs_pip_extras = 'labs,k8s' must be a list of extras" in out
@@ -350,17 +353,22 @@ def _profile(run: Run, home: str = "/nonexistent") -> dict[str, str]:
 
 
 def test_profile_sets_up_the_k8s_backend(good, tmp_path):
+    """Issue 12: the k8s backend only for a user with a kubeconfig (the others keep the local
+    one), the guides for `mllab start N`, and MLLAB_GPUS (auto in render-only mode: no nodes)."""
     env = _profile(good["defaults"])
-    assert env["MLLAB_BACKEND"] == "k8s"
+    assert "MLLAB_BACKEND" not in env  # no kubeconfig in this HOME: the local backend
+    assert env["MLLAB_GUIDES"] == "/opt/mllab/guides" and env["MLLAB_GPUS"] == "auto"
     assert env["MLLAB_IMAGE"] == "mllab.local/mllab:0.1.0"
     assert env["MLLAB_TRAINING_NAMESPACE"] == "ml-training" and env["MLLAB_SERVING_NAMESPACE"] == "ml-serving"
     assert env["MLLAB_JOB_TRACKING_URI"] == "http://mlflow.mlflow.svc.cluster.local:5000/mlflow"
     assert "KUBECONFIG" not in env  # no learner kubeconfig in this HOME
     (tmp_path / ".kube").mkdir()
     (tmp_path / ".kube" / "mllab-learner").write_text("{}")
-    assert _profile(good["defaults"], str(tmp_path))["KUBECONFIG"] == f"{tmp_path}/.kube/mllab-learner"
+    with_kubeconfig = _profile(good["defaults"], str(tmp_path))
+    assert with_kubeconfig["KUBECONFIG"] == f"{tmp_path}/.kube/mllab-learner"
+    assert with_kubeconfig["MLLAB_BACKEND"] == "k8s"
     custom = _profile(good["custom"])
-    assert custom["MLLAB_IMAGE"] == "registry.example.org/ml/mllab:0.1.0"
+    assert custom["MLLAB_IMAGE"] == "registry.example.org/ml/mllab:0.1.0" and custom["MLLAB_GPUS"] == "2"
     assert custom["MLLAB_TRAINING_NAMESPACE"] == "lab-train"
     assert custom["MLLAB_JOB_TRACKING_URI"] == "http://mlflow.lab-mlflow.svc.cluster.local:5000/mlflow"
     assert custom["MLFLOW_TRACKING_URI"] == "https://lab.example.org/mlflow"

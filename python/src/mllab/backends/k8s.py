@@ -158,7 +158,9 @@ class K8sBackend(Backend):
 
     # --- cluster facts -------------------------------------------------------------------
     def gpus(self) -> int:
-        """GPUs a training pod asks for: MLLAB_GPUS, or 1 when a node has allocatable nvidia.com/gpu."""
+        """GPUs the cluster offers this learner: MLLAB_GPUS (the labs layer sets it from what the
+        nodes advertise; a learner may not list nodes), or with auto the allocatable nvidia.com/gpu
+        of all nodes. A training pod asks for one of them; lab 5 one per rank."""
         if self._gpus is not None:
             return self._gpus
         if self.cfg.gpus != "auto":
@@ -166,7 +168,7 @@ class K8sBackend(Backend):
             return self._gpus
         try:
             nodes = self.core.list_node().items
-            self._gpus = int(any(int((n.status.allocatable or {}).get("nvidia.com/gpu", "0")) > 0 for n in nodes))
+            self._gpus = sum(int((n.status.allocatable or {}).get("nvidia.com/gpu", "0")) for n in nodes)
         except self._client.ApiException as exc:
             if exc.status != 403:
                 raise
@@ -253,7 +255,7 @@ class K8sBackend(Backend):
         # A job that wants GPUs gets them when a node has some; otherwise it runs on the CPU (lab 1
         # then reports "skipped: no GPU") instead of waiting forever for an unschedulable pod.
         available = self.gpus()
-        gpus = min(spec.gpus, available) if spec.gpus else (available if spec.module == "mllab.training" else 0)
+        gpus = min(spec.gpus, available) if spec.gpus else (min(1, available) if spec.module == "mllab.training" else 0)
         if spec.gpus and not gpus:
             self._say(f"job {spec.name}: no node has allocatable nvidia.com/gpu; running on the CPU")
         body = obj.job(
@@ -274,6 +276,12 @@ class K8sBackend(Backend):
             raise MllabError(f"nproc must be >= 1, got {nproc}", "pass a positive number of processes")
         args, env = self._translate(spec)
         name = obj.unique_name(f"mllab-{spec.name}", max_len=40)  # room for "-<index>-<pod suffix>"
+        # A GPU per rank when the cluster has one for every rank; a rank without one would wait
+        # unschedulable, so fewer GPUs than ranks means all ranks on the CPU (gloo).
+        available = self.gpus()
+        per_rank = 1 if available >= nproc else 0
+        if available and not per_rank:
+            self._say(f"job {spec.name}: {nproc} ranks but {available} GPU(s) in the cluster: running on the CPU")
         bodies = obj.distributed_job(
             self.cfg,
             name,
@@ -283,6 +291,7 @@ class K8sBackend(Backend):
             nproc,
             spec.backoff_limit,
             spec.active_deadline_seconds,
+            per_rank,
         )
         return self._run(spec, bodies)
 

@@ -198,9 +198,11 @@ def distributed_job(
     nproc: int,
     backoff_limit: int,
     deadline: float | None,
+    gpus: int = 0,
 ) -> list[dict[str, Any]]:
     """torchrun on `nproc` pods: an Indexed Job (one rank per index) plus the headless Service that
-    gives pod 0 a DNS name (`<job>-0.<job>`) for the static rendezvous."""
+    gives pod 0 a DNS name (`<job>-0.<job>`) for the static rendezvous. gpus: per rank (0 or 1;
+    ddp_train then uses nccl on CUDA)."""
     if nproc < 1:
         raise ValueError(f"nproc must be >= 1, got {nproc}")
     index = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
@@ -216,7 +218,9 @@ def distributed_job(
         f"--master-port={RDZV_PORT}",
         *module_argv,
     ]
-    c = container(cfg, command, env, extra_env=rank_env, ports=[{"name": "rendezvous", "containerPort": RDZV_PORT}])
+    c = container(
+        cfg, command, env, gpus, extra_env=rank_env, ports=[{"name": "rendezvous", "containerPort": RDZV_PORT}]
+    )
     obj = job(cfg, name, lbls, command, env, backoff_limit, deadline)
     obj["spec"].update(completionMode="Indexed", completions=nproc, parallelism=nproc)
     # A rank that dies takes the others down with it (torchrun), so the whole Job retries.
