@@ -25,7 +25,15 @@ CLOSED_PORT_URL = "http://127.0.0.1:9/"  # discard port: nothing listens here
 
 def write_inventory(tmp_path: Path, control_plane: list[str], workers=(), gpu=()) -> Path:
     def hosts(names):
-        return {n: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable} for n in names}
+        # su: these tests run as root, where su needs no password (and sudo may be absent)
+        return {
+            n: {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": sys.executable,
+                "ansible_become_method": "su",
+            }
+            for n in names
+        }
 
     inv = {
         "all": {
@@ -190,3 +198,17 @@ def test_missing_helm_and_labs_python_are_named(tmp_path, store):
     assert "python3.11-venv" in out
     proc, _ = run_preflight(write_inventory(tmp_path, ["localhost"]), tmp_path, preflight_snap_store_url=store)
     assert proc.returncode == 0, proc.stdout + proc.stderr  # --tags preflight alone: no platform, no helm needed
+
+
+def test_no_way_to_become_root_names_minus_k(tmp_path, store):
+    """A sudo that cannot run (here: a missing binary) stops preflight with the way out."""
+    proc, _ = run_preflight(
+        write_inventory(tmp_path, ["localhost"]),
+        tmp_path,
+        preflight_snap_store_url=store,
+        ansible_become_method="sudo",
+        ansible_become_exe="/nonexistent/sudo",
+    )
+    out = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode != 0, out
+    assert "Cannot become root on localhost" in out and "make site ANSIBLE_ARGS=-K" in out
