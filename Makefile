@@ -68,8 +68,10 @@ reset: $(VENV)/.collections ## tear the lab down (playbooks/reset.yml)
 # After lint, two chains side by side: unit then labs-test (pytest, mostly one core) and
 # molecule (mostly waiting on `docker exec`); each tier's output is printed whole when it ends.
 test: ## every tier these machines can run: lint, then unit + labs-test beside molecule (each timed)
-	@$(TIMED) lint $(MAKE) --no-print-directory lint
-	@$(MAKE) --no-print-directory -j2 --output-sync=recurse test-python test-molecule
+	@snap=$$(mktemp); scripts/clean-check snapshot $$snap; \
+	$(TIMED) lint $(MAKE) --no-print-directory lint && \
+	$(MAKE) --no-print-directory -j2 --output-sync=recurse test-python test-molecule && \
+	scripts/clean-check compare $$snap; rc=$$?; rm -f $$snap; exit $$rc
 
 test-python: $(VENV)/.dev $(VENV)/.labs
 	@$(TIMED) unit $(MAKE) --no-print-directory unit

@@ -5,7 +5,7 @@
   session, and returns the objects, Helm releases and generated secrets of each case;
 - run_playbook(): one run with given settings (for the bad-settings tests);
 - upstream_file(): a file of a pinned upstream release, read from its Go module zip
-  (`go mod download`, cached under .cache/gomod) - CRDs and Helm chart values;
+  (`go mod download`, cached under ~/.cache/mllab-unit/gomod) - CRDs and Helm chart values;
 - crd_schema(): the openAPIV3Schema of a CRD version, made strict (unknown fields are
   errors, as a typo in a custom resource would be silently pruned by the API server).
 
@@ -33,7 +33,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[3]
-CACHE = ROOT / ".cache"
+# Downloads (Go modules, CRD schemas) are kept outside the checkout, so a clean clone (CI) reuses
+# them and a test run leaves the checkout as it found it (scripts/clean-check).
+CACHE = Path(
+    os.environ.get("MLLAB_UNIT_CACHE")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mllab-unit"
+)
 PLAYBOOK = ROOT / "playbooks" / "platform.yml"
 ANSIBLE_PLAYBOOK = ROOT / ".venv" / "bin" / "ansible-playbook"
 
@@ -322,7 +327,7 @@ class UpstreamUnavailable(RuntimeError):
 
 @functools.cache
 def module_zip(module: str) -> Path:
-    """The zip of module@version from the Go module proxy, cached under .cache/gomod."""
+    """The zip of module@version from the Go module proxy, cached under CACHE/gomod."""
     path, version = module.split("@")
     cached = CACHE / "gomod" / "gopath" / "pkg" / "mod" / "cache" / "download" / path.lower() / "@v" / f"{version}.zip"
     if cached.is_file():
