@@ -283,10 +283,12 @@ def mllab_spec_types_only(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def mllab_argument_problems(results: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Problems from a loop of validate_argument_spec over roles' spec files (item: the path)."""
+    """Problems from a loop of validate_argument_spec over roles' spec files (item: the path).
+    The task runs with failed_when: false (all roles are checked), which clears `failed`: a
+    result with argument_errors failed."""
     problems = []
     for res in results or []:
-        if not res.get("failed"):
+        if not (res.get("argument_errors") or res.get("failed")):
             continue
         role = str(res.get("item", "")).split("/meta/")[0].rsplit("/", 1)[-1]
         errors = res.get("argument_errors") or [res.get("msg", "failed")]

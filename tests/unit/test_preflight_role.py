@@ -201,12 +201,15 @@ def test_missing_helm_and_labs_python_are_named(tmp_path, store):
 
 
 def test_no_way_to_become_root_names_minus_k(tmp_path, store):
-    """A sudo that cannot run (here: a missing binary) stops preflight with the way out."""
+    """A sudo that cannot run stops preflight with the way out. (Ansible skips become from root to
+    root on a local connection, so the test becomes another user through a sudo that is missing:
+    the same failure path as a sudo that wants a password Ansible was not given.)"""
     proc, _ = run_preflight(
         write_inventory(tmp_path, ["localhost"]),
         tmp_path,
         preflight_snap_store_url=store,
         ansible_become_method="sudo",
+        ansible_become_user="nobody",
         ansible_become_exe="/nonexistent/sudo",
     )
     out = " ".join((proc.stdout + proc.stderr).split())
