@@ -42,6 +42,7 @@ pack() {
   for c in "$@"; do changes+=(-c "$c"); done
   tar --numeric-owner --owner=0 --group=0 -C "$rootfs" -c . |
     docker import "${changes[@]}" - "$image" >/dev/null
+  rm -f "$OUT/$name.tar" "$OUT/$name.stamp"  # the old archive goes first: disk for one, not two
   docker save "$image" -o "$OUT/$name.tar.part"
   docker rmi "$image" >/dev/null
   mv "$OUT/$name.tar.part" "$OUT/$name.tar"
@@ -126,6 +127,9 @@ build_dockerfile() { # build_dockerfile NAME IMAGE BUILD_ARG...
   docker build -q --network host --build-arg "BASE=$PYTHON_BASE_IMAGE" "${args[@]}" \
     -t "$image" "$ctx" >/dev/null
   rm -rf "$ctx"
+  # The old archive goes first: the lab image is about 7 GB (torch with CUDA), and Docker
+  # stages a save in /var/lib/docker/tmp, so keeping the old one would need three copies.
+  rm -f "$OUT/$name.tar" "$OUT/$name.stamp"
   docker save "$image" -o "$OUT/$name.tar.part"
   # --no-prune keeps the build's layers as Docker's build cache: a change to mllab's code
   # then rebuilds only the wheel's layer, not the multi-GB dependency layer under it.
