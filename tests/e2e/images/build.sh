@@ -145,7 +145,14 @@ build_mllab() {
   build_python_base
   local wheels=$OUT/mllab.wheels stamp
   rm -rf "$wheels" && mkdir -p "$wheels"
-  "$ROOT/.venv/bin/python" -m pip wheel --quiet --no-deps --no-build-isolation -w "$wheels" "$ROOT/python" >/dev/null
+  # Built from a copy: setuptools writes build/ next to the sources, which would leave a run
+  # output in the checkout (scripts/clean-check).
+  local src
+  src=$(mktemp -d)
+  cp -r "$ROOT/python/pyproject.toml" "$ROOT/python/src" "$src/"
+  [[ ! -f $ROOT/python/README.md ]] || cp "$ROOT/python/README.md" "$src/"
+  "$ROOT/.venv/bin/python" -m pip wheel --quiet --no-deps --no-build-isolation -w "$wheels" "$src" >/dev/null
+  rm -rf "$src"
   # mllab's pins (base and labs extra), for the image's cached dependency layer.
   "$ROOT/.venv/bin/python" -c 'import sys, tomllib; p = tomllib.load(open(sys.argv[1], "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["labs"]))' \
     "$ROOT/python/pyproject.toml" >"$wheels/requirements.txt"
