@@ -80,11 +80,14 @@ test-python: $(VENV)/.dev $(VENV)/.labs
 test-molecule: $(VENV)/.dev $(VENV)/.collections
 	@$(TIMED) molecule $(MAKE) --no-print-directory molecule
 
+# Lint's ansible runs keep facts in memory: ansible.cfg's .cache/facts would be a run output
+# in the checkout (scripts/clean-check).
+lint: export ANSIBLE_CACHE_PLUGIN = memory
 lint: $(VENV)/.dev $(VENV)/.collections ## yamllint, ansible-lint (production), ruff, syntax-check
 	$(BIN)/yamllint --strict .
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/ansible-playbook --syntax-check site.yml playbooks/reset.yml
+	$(BIN)/ansible-playbook --syntax-check site.yml playbooks/reset.yml playbooks/upgrade.yml
 	$(BIN)/ansible-lint --profile production --offline
 
 # The platform tests start real MLflow and KServe servers, so they need the labs extras too.
