@@ -396,9 +396,10 @@ def mllab_gpu_node_driver(hostvars: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def mllab_gpu_release_plan(
-    helm_list: Any, version: str, values_changed: bool = False, release: str = "gpu-operator"
+    releases: Any, version: str, values_changed: bool = False, release: str = "gpu-operator"
 ) -> dict[str, Any]:
-    """What to do with the operator's Helm release, from `helm list --all --output json`.
+    """What to do with the operator's Helm release, from `helm list --all --output json` parsed by
+    mllab_microk8s_helm_releases (the cluster layer's filters).
 
     `helm list` without --all shows deployed and failed releases only (a pending one looks
     absent), and the nvidia addon does not check `helm install`'s result, so a release can be
@@ -414,16 +415,11 @@ def mllab_gpu_release_plan(
       uninstall, then the addon installs it again
     - wait: uninstalling: fail, naming the release, until helm is done
     """
-    import json
-
-    text = _text(helm_list, "helm list")
-    try:
-        rows = json.loads(text)
-    except ValueError:
-        raise GpuOutputError(f"helm list --output json: not JSON: {text[:300]!r}") from None
-    if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
-        raise GpuOutputError(f"helm list --output json: expected a list of releases, got: {text[:300]!r}")
-    found = [r for r in rows if r.get("name") == release]
+    if not isinstance(releases, list) or not all(isinstance(r, Mapping) for r in releases):
+        raise GpuOutputError(
+            f"mllab_gpu_release_plan wants helm's releases, parsed (| mllab_microk8s_helm_releases): {releases!r:.200}"
+        )
+    found = [r for r in releases if r.get("name") == release]
     if not found:
         return {"action": "enable", "status": "", "revision": 0, "chart": "", "reason": f"no {release} release"}
     row = found[0]

@@ -204,20 +204,31 @@ ADDON_RELEASES: dict[str, tuple[str, list[str], list[tuple[str, str]]]] = {
 }
 
 
+def mllab_microk8s_helm_releases(output: Any) -> list[dict[str, Any]]:
+    """Parse `microk8s helm3 list ... --output json` (helm cmd/helm/list.go releaseElement: name,
+    namespace, revision as a string, updated, status, chart as <name>-<version>, app_version).
+    A list of releases passes through (already parsed)."""
+    import json
+
+    if isinstance(output, list):
+        rows: Any = output
+    else:
+        text = _text(output, "helm list")
+        try:
+            rows = json.loads(text)
+        except ValueError:
+            raise MicroK8sOutputError(f"helm list --output json: not JSON: {_excerpt(text)}") from None
+    if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
+        raise MicroK8sOutputError(f"helm list --output json: expected a list of releases, got {_excerpt(str(rows))}")
+    return [dict(r) for r in rows]
+
+
 def mllab_microk8s_addon_partial(helm_list: Any, wanted: Mapping[str, Any], cli: str = "microk8s") -> list[dict]:
     """The chart-based addons of `wanted` (microk8s_addons) switched on whose Helm releases are
     missing or not deployed, from `microk8s helm3 list --all-namespaces --all --output json`.
     Each: {name, reason, argv: [disable argv, enable argv]}: disable, then enable again (an
     enable on an addon that reads enabled does nothing)."""
-    import json
-
-    text = _text(helm_list, "helm list")
-    try:
-        rows = json.loads(text)
-    except ValueError:
-        raise MicroK8sOutputError(f"helm list --output json: not JSON: {_excerpt(text)}") from None
-    if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
-        raise MicroK8sOutputError(f"helm list --output json: expected a list of releases, got {_excerpt(text)}")
+    rows = mllab_microk8s_helm_releases(helm_list)
     status = {(str(r.get("namespace")), str(r.get("name"))): str(r.get("status")) for r in rows}
     partial = []
     for name, spec in (wanted or {}).items():
@@ -616,6 +627,7 @@ class FilterModule:
             "mllab_microk8s_status": mllab_microk8s_status,
             "mllab_microk8s_addon_plan": mllab_microk8s_addon_plan,
             "mllab_microk8s_addon_partial": mllab_microk8s_addon_partial,
+            "mllab_microk8s_helm_releases": mllab_microk8s_helm_releases,
             "mllab_microk8s_join_info": mllab_microk8s_join_info,
             "mllab_microk8s_join_url": mllab_microk8s_join_url,
             "mllab_microk8s_join_argv": mllab_microk8s_join_argv,

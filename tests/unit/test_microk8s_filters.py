@@ -366,7 +366,7 @@ def test_hosts_toml_bad_input(registry, spec, message):
 def test_filters_are_registered():
     names = m.FilterModule().filters()
     assert all(callable(f) and name.startswith("mllab_microk8s_") for name, f in names.items())
-    assert len(names) == 14
+    assert len(names) == 15
 
 
 # --- defect 12 of issue 12: sudo's secure_path on Debian has no /snap/bin -------------------------
