@@ -13,7 +13,9 @@ import pytest
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """MLLAB_HOME and the learner's workspace (MLLAB_WORKSPACE) in this test's temp dir."""
     monkeypatch.setenv("MLLAB_HOME", str(tmp_path / "mllab-home"))
+    monkeypatch.setenv("MLLAB_WORKSPACE", str(tmp_path / "workspace"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path / "mllab-home"
 
@@ -64,3 +66,9 @@ def processes_mentioning(text: str) -> list[str]:
         if text in args and int(cmdline.parent.name) != os.getpid():
             found.append(f"{cmdline.parent.name}: {args[:200]}")
     return found
+
+
+@pytest.fixture
+def workspace(home: Path) -> Path:
+    """The learner's workspace (MLLAB_WORKSPACE, set by `home`), where `mllab start N` puts the starter files."""
+    return home.parent / "workspace"

@@ -32,13 +32,20 @@ def probe(*args: str, env_home: Path) -> dict:
         text=True,
         timeout=60,
         # A bare environment, but the same mllab (a checkout on PYTHONPATH, if that is how the tests run).
-        env={"MLLAB_HOME": str(env_home), "PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
+        env={
+            "MLLAB_HOME": str(env_home),
+            "MLLAB_WORKSPACE": str(env_home.parent / "workspace"),
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        },
         check=False,
     )
     return json.loads(out.stderr.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("args", [("--help",), ("list",), ("list", "--json"), ("progress", "--json"), ("hint", "2")])
+@pytest.mark.parametrize(
+    "args", [("--help",), ("list",), ("list", "--json"), ("progress", "--json"), ("hint", "2"), ("start", "2")]
+)
 def test_light_commands_do_not_import_heavy_packages(args: tuple[str, ...], home: Path) -> None:
     result = probe(*args, env_home=home)
     assert result["code"] in (0, None)
@@ -99,7 +106,7 @@ def test_serve_rejects_a_directory_without_a_model(home: Path, tmp_path: Path) -
 
 def test_mlflow_unreachable_is_a_clear_error_and_nothing_is_written(home: Path) -> None:
     uri = f"http://127.0.0.1:{free_port()}"
-    out = run("run", "3", env={"MLFLOW_TRACKING_URI": uri})
+    out = run("run", "3", "--solution", env={"MLFLOW_TRACKING_URI": uri})
     assert out.returncode == 4
     assert "unreachable" in out.stderr and uri in out.stderr and "unset MLFLOW_TRACKING_URI" in out.stderr
     assert not (home / "labs" / "03-tracking-registry" / "run").exists()
@@ -122,11 +129,72 @@ def test_check_before_run_fails_with_a_hint_and_records_progress(home: Path) -> 
     assert "03" not in json.loads(run("progress", "--json").stdout)
 
 
-def test_start_shows_the_guide(home: Path) -> None:
+def test_start_shows_the_guide_and_puts_the_starter_in_the_workspace(home: Path) -> None:
     out = run("start", "2")
     assert out.returncode == 0
     assert "Lab 2" in out.stdout or "Training job" in out.stdout
     assert (home / "labs" / "02-training-job").is_dir()
+    mine = home.parent / "workspace" / "02-training-job"
+    assert "TODO" in (mine / "checkpoint.py").read_text()
+    assert "checkpoint.py" in out.stdout and "To do" in out.stdout
+    nb = json.loads((mine / "lab.ipynb").read_text())
+    assert nb["nbformat"] == 4 and any("mllab check 2" in "".join(c["source"]) for c in nb["cells"])
+
+
+def test_start_never_overwrites_edits_and_reset_files_says_what_it_replaces(home: Path) -> None:
+    mine = home.parent / "workspace" / "02-training-job" / "checkpoint.py"
+    assert run("start", "2").returncode == 0
+    mine.write_text("# my work\n")
+    out = run("start", "2")
+    assert out.returncode == 0 and "kept (your edits)" in out.stdout
+    assert mine.read_text() == "# my work\n"
+    out = run("start", "2", "--reset-files")
+    assert out.returncode == 0
+    assert "--reset-files puts the starter back over your edits of: checkpoint.py" in out.stdout
+    assert "TODO" in mine.read_text()
+
+
+def test_run_before_start_names_the_missing_files_and_the_command(home: Path) -> None:
+    out = run("run", "2")
+    assert out.returncode == 2, out.stderr
+    assert "checkpoint.py" in out.stderr and "mllab start 2" in out.stderr and "--solution" in out.stderr
+    assert not (home / "labs" / "02-training-job" / "run").exists()
+
+
+def test_a_broken_learner_file_is_named_with_its_line(home: Path) -> None:
+    from mllab import exercise
+
+    folder = home.parent / "broken"
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.py").write_text("def save_checkpoint(:\n")
+    with pytest.raises(exercise.ExerciseError) as exc:
+        exercise.load(folder, "checkpoint")
+    assert "checkpoint.py line 1: syntax error" in str(exc.value)
+    (folder / "checkpoint.py").write_text("def save_checkpoint(path):\n    raise ValueError('nope')\n")
+    mod = exercise.load(folder, "checkpoint")
+    with pytest.raises(exercise.ExerciseError) as exc:
+        exercise.call(mod, "save_checkpoint", "x")
+    assert "ValueError: nope" in str(exc.value) and "checkpoint.py line 2" in str(exc.value)
+    with pytest.raises(exercise.ExerciseError, match=r"defines no load_checkpoint\(\)"):
+        exercise.load(folder, "checkpoint", required=("save_checkpoint", "load_checkpoint"))
+
+
+def test_hints_come_one_at_a_time(home: Path) -> None:
+    first = run("hint", "2")
+    assert first.returncode == 0 and "Hint 1 of" in first.stdout and "again for the next one" in first.stdout
+    second = run("hint", "2")
+    assert "Hint 2 of" in second.stdout and "Hint 1 of" not in second.stdout
+    both = run("hint", "2", "--all")
+    assert "Hint 1 of" in both.stdout and "Hint 2 of" in both.stdout
+
+
+def test_solution_shows_the_reference_and_a_diff_against_the_learners_files(home: Path) -> None:
+    assert run("start", "2").returncode == 0
+    out = run("solution", "2", "--diff")
+    assert out.returncode == 0
+    assert "yours/checkpoint.py" in out.stdout and "optimizer.load_state_dict" in out.stdout
+    full = run("solution", "2")
+    assert "solution/checkpoint.py" in full.stdout and "os.replace" in full.stdout
 
 
 def test_doctor_json(home: Path) -> None:

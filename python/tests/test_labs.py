@@ -22,7 +22,12 @@ def test_newcomer_path_run_and_check_lab_2(home: Path) -> None:
     env = {**os.environ, "MLLAB_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
     run = subprocess.run(
-        mllab_cmd("run", "2", "--quick"), env=env, capture_output=True, text=True, timeout=850, check=False
+        mllab_cmd("run", "2", "--quick", "--solution"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=850,
+        check=False,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "identical" in run.stdout
@@ -42,7 +47,7 @@ def test_ctrl_c_stops_every_child_and_keeps_no_partial_run(home: Path) -> None:
     env = {**os.environ, "MLLAB_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen(
-        mllab_cmd("run", "2", "--quick"),
+        mllab_cmd("run", "2", "--quick", "--solution"),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -73,8 +78,8 @@ def test_lab_run_and_check(number: int, home: Path, mlflow_server: str, monkeypa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     lab = get_lab(number)
     console = Console(width=120, force_terminal=False)
-    out = run_lab(lab, quick=True, console=console)
-    assert out["meta"]["wall_s"] > 0
+    out = run_lab(lab, quick=True, console=console, solution=True)
+    assert out["meta"]["wall_s"] > 0 and out["meta"]["solution"]
     checks = check_lab(lab, console=console)
     failed = [c for c in checks if not c.passed]
     assert not failed, "\n".join(f"{c.name}: {c.reason}" for c in failed)
@@ -96,6 +101,6 @@ def test_lab_1_measures_a_real_gpu_speedup(home: Path) -> None:
     from mllab.labs import get_lab
     from mllab.runner import check_lab, run_lab
 
-    out = run_lab(get_lab(1))
+    out = run_lab(get_lab(1), solution=True)
     assert out["result"]["gpu"] and out["result"]["speedup_matmul"] > 1
     assert all(c.passed and not c.skipped for c in check_lab(get_lab(1)))

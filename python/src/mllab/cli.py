@@ -47,7 +47,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         entry = progress.get(f"{lab.number:02d}", {})
         last = entry.get("last_check")
         status = (
-            "passed"
+            ("passed (reference)" if last.get("graded") == "reference" else "passed")
             if last and last.get("passed")
             else "failed"
             if last
@@ -79,18 +79,38 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    from mllab import exercise
     from mllab.runner import parse_lab, start_lab
 
     lab = parse_lab(args.lab)
-    workdir = start_lab(lab)
+    if args.reset_files:
+        changed = exercise.changed_files(lab)
+        if changed:
+            console.print(
+                f"--reset-files puts the starter back over your edits of: {', '.join(changed)} "
+                f"(in {exercise.workspace(lab)})"
+            )
+    report = start_lab(lab, reset_files=args.reset_files)
     guide = _guide_path(lab.dirname)
     if guide:
         console.print(Markdown(guide.read_text()))
     else:
         console.print(f"[bold]Lab {lab.number}: {lab.title}[/]\n{lab.summary}")
+    if not (report.copied or report.kept or report.replaced):
+        console.print(f"\nNext: [bold]mllab run {lab.number}[/], then [bold]mllab check {lab.number}[/].")
+        return 0
+    console.print(f"\n[bold]Your files[/] in {report.folder}:")
+    for names, what in ((report.copied, "new"), (report.kept, "kept (your edits)"), (report.replaced, "reset")):
+        for name in names:
+            console.print(f"  {name}  [dim]{what}[/]")
+    todo = [t for n in exercise.file_names(lab) for t in exercise.todos(report.folder / n)]
+    if todo:
+        console.print("[bold]To do[/]:")
+        for t in todo:
+            console.print(f"  {escape(t)}")
     console.print(
-        f"\nWorking directory: {workdir}\nNext: [bold]mllab run {lab.number}[/], then "
-        f"[bold]mllab check {lab.number}[/]."
+        f"Next: complete the TODOs, then [bold]mllab run {lab.number}[/] (your code) and "
+        f"[bold]mllab check {lab.number}[/]; or open {exercise.NOTEBOOK} in JupyterLab."
     )
     return 0
 
@@ -99,8 +119,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mllab.runner import parse_lab, run_lab
 
     lab = parse_lab(args.lab)
-    console.rule(f"Lab {lab.number}: {lab.title}")
-    out = run_lab(lab, backend_name=args.backend, quick=args.quick, console=console)
+    console.rule(f"Lab {lab.number}: {lab.title}" + (" (reference solution)" if args.solution else ""))
+    out = run_lab(lab, backend_name=args.backend, quick=args.quick, console=console, solution=args.solution)
     console.print(
         f"[green]Lab {lab.number} ran in {out['meta']['wall_s']} s.[/] Now: [bold]mllab check {lab.number}[/]"
     )
@@ -138,36 +158,73 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_hint(args: argparse.Namespace) -> int:
+    """One hint at a time: the failing checks' own hints first, then the lab's progressive hints;
+    each call shows the next one (`--all`: every hint shown so far)."""
     from mllab.home import Progress
     from mllab.runner import parse_lab
 
     lab = parse_lab(args.lab)
-    last = Progress().load().get(f"{lab.number:02d}", {}).get("last_check")
-    failing = [c for c in (last or {}).get("checks", []) if not c["passed"] and c.get("hint")]
-    if failing:
-        for c in failing:
-            console.print(f"[bold]{c['name']}[/]: {c['hint']}")
+    progress = Progress()
+    entry = progress.load().get(f"{lab.number:02d}", {})
+    last = entry.get("last_check")
+    hints: list[tuple[str, str]] = []
+    for c in (last or {}).get("checks", []):
+        if not c["passed"] and c.get("hint") and all(h != c["hint"] for _, h in hints):
+            hints.append((c["name"], c["hint"]))
+    for i, hint in enumerate(getattr(lab.load(), "HINTS", []), 1):
+        if all(h != hint for _, h in hints):
+            hints.append((f"hint {i}", hint))
+    if not hints:
+        console.print(f"Lab {lab.number} has no hints.")
         return 0
-    hints = getattr(lab.load(), "HINTS", [])
-    console.print(f"[bold]Lab {lab.number} hints[/]")
-    for i, hint in enumerate(hints, 1):
-        console.print(f"{i}. {hint}")
+    shown = entry.get("hints_shown", 0)
+    shown = shown if isinstance(shown, int) and 0 <= shown <= len(hints) else 0
+    if args.all:
+        upto = max(shown, 1)
+    else:
+        upto = min(shown + 1, len(hints))
+        progress.update(lab.number, hints_shown=upto)
+    for n, (about, hint) in enumerate(hints[:upto], 1):
+        if args.all or n == upto:
+            console.print(f"[bold]Hint {n} of {len(hints)}[/] ({escape(about)}): {escape(hint)}")
+    if upto < len(hints):
+        console.print(f"[dim]`mllab hint {lab.number}` again for the next one.[/]")
+    else:
+        console.print(f"[dim]That was the last hint; `mllab solution {lab.number}` shows the reference.[/]")
     return 0
 
 
 def cmd_solution(args: argparse.Namespace) -> int:
-    import inspect
-
     from rich.syntax import Syntax
 
+    from mllab import exercise
     from mllab.runner import parse_lab
 
     lab = parse_lab(args.lab)
-    module = lab.load()
-    console.print(
-        f"[bold]Lab {lab.number} solution[/]: `mllab run {lab.number}` runs exactly this code ({module.__file__})."
-    )
-    console.print(Syntax(inspect.getsource(module.run), "python", line_numbers=False, word_wrap=True))
+    names = exercise.file_names(lab)
+    if not names:
+        import inspect
+
+        module = lab.load()
+        console.print(f"[bold]Lab {lab.number} solution[/] ({module.__file__}):")
+        console.print(Syntax(inspect.getsource(module.run), "python", line_numbers=False, word_wrap=True))
+        return 0
+    if not args.diff:
+        for name in names:
+            path = exercise.solution_dir(lab) / name
+            console.rule(f"solution/{name}")
+            lexer = "python" if name.endswith(".py") else "yaml" if name.endswith((".yaml", ".yml")) else "text"
+            console.print(Syntax(path.read_text(), lexer, line_numbers=False, word_wrap=True))
+    text = exercise.diff(lab)
+    mine = exercise.workspace(lab)
+    if text:
+        console.rule(f"your files ({mine}) -> the solution")
+        console.print(Syntax(text, "diff", word_wrap=True))
+    elif all((mine / n).is_file() for n in names):
+        console.print(f"Your files in {mine} are the solution, line for line.")
+    else:
+        console.print(f"[dim]No diff: your files are not in {mine} (mllab start {lab.number}).[/]")
+    console.print(f"`mllab run {lab.number} --solution` runs the reference.")
     return 0
 
 
@@ -330,14 +387,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list the labs and your status")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
-    lab_cmd("start", "show a lab's guide and prepare its working directory", cmd_start)
-    run = lab_cmd("run", "run a lab (the reference solution) on a backend", cmd_run, backend="run")
+    start = lab_cmd("start", "show a lab's guide and put its starter files in your workspace", cmd_start)
+    start.add_argument(
+        "--reset-files", action="store_true", help="put the starter files back over your edits (says which first)"
+    )
+    run = lab_cmd("run", "run your code for a lab (from `mllab start N`) on a backend", cmd_run, backend="run")
     run.add_argument("--quick", action="store_true", help="smaller data and epochs (tests, slow machines)")
+    run.add_argument("--solution", action="store_true", help="run the reference solution instead of your code")
     lab_cmd(
         "check", "verify a lab's outcomes (pass/fail with reasons and hints)", cmd_check, json_flag=True, backend=True
     )
-    lab_cmd("hint", "hints for a lab (for the checks that failed, if any)", cmd_hint)
-    lab_cmd("solution", "show the code `mllab run N` executes", cmd_solution)
+    hint = lab_cmd("hint", "the next hint for a lab (the failing checks' first)", cmd_hint)
+    hint.add_argument("--all", action="store_true", help="every hint shown so far")
+    sol = lab_cmd("solution", "the reference solution, and a diff from your files to it", cmd_solution)
+    sol.add_argument("--diff", action="store_true", help="only the diff from your files to the solution")
     p = sub.add_parser("progress", help="your progress over all labs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_progress)

@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
+from mllab import exercise
 from mllab.backends import get_backend
 from mllab.errors import LabBusy, UsageError
 from mllab.home import Progress, home, lock_dir, now
@@ -59,35 +60,62 @@ def lab_lock(lab: LabInfo, command: str) -> Iterator[None]:
         yield
 
 
-def start_lab(lab: LabInfo) -> Path:
+def start_lab(lab: LabInfo, reset_files: bool = False) -> exercise.StartReport:
+    """The lab's state folder, and its starter files in the learner's workspace (never over their
+    edits; `reset_files` puts the starter back)."""
     lab_dir(lab).mkdir(parents=True, exist_ok=True)
+    report = exercise.start_files(lab, reset=reset_files)
     Progress().update(lab.number, started_at=now())
-    return lab_dir(lab)
+    return report
 
 
-def run_lab(lab: LabInfo, backend_name: str = "local", quick: bool = False, console: Console | None = None) -> dict:
-    """Run lab `lab` in a staging dir; only a complete run replaces the previous one.
+def run_lab(
+    lab: LabInfo,
+    backend_name: str = "local",
+    quick: bool = False,
+    console: Console | None = None,
+    solution: bool = False,
+) -> dict:
+    """Run lab `lab` with the learner's code (their workspace; the reference with `solution`) in a
+    staging dir; only a complete run replaces the previous one.
 
     Refused (`LabBusy`) while another process runs (or resets) the same lab.
     """
     console = console or Console()
-    with lab_lock(lab, f"mllab run {lab.number}" + (f" --backend {backend_name}" if backend_name != "local" else "")):
-        return _run_locked(lab, backend_name, quick, console)
+    command = f"mllab run {lab.number}" + (f" --backend {backend_name}" if backend_name != "local" else "")
+    with lab_lock(lab, command + (" --solution" if solution else "")):
+        return _run_locked(lab, backend_name, quick, console, solution)
 
 
-def _run_locked(lab: LabInfo, backend_name: str, quick: bool, console: Console) -> dict:
+def _run_locked(lab: LabInfo, backend_name: str, quick: bool, console: Console, solution: bool) -> dict:
     backend = get_backend(backend_name)  # fails fast (k8s: not available yet) before anything is written
     module = lab.load()
+    src = exercise.source(lab, solution)  # not started: a clear error before anything is written
     staging = lab_dir(lab) / "run.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    backend.bind(lab.number, console)
-    ctx = LabContext(lab=lab, backend=backend, rundir=staging, console=console, quick=quick, seed=seed_from_env())
+    files: dict[str, str] = {}
+    code = None
+    if src is not None:
+        code = staging / "exercise"
+        files = exercise.snapshot(lab, src, code)
+        console.print(f"running {'the reference solution' if solution else 'your code'} from {src}")
+    backend.bind(lab.number, console, exercise=code)
+    ctx = LabContext(
+        lab=lab,
+        backend=backend,
+        rundir=staging,
+        console=console,
+        quick=quick,
+        seed=seed_from_env(),
+        exercise=code,
+        solution=solution,
+    )
     started = time.monotonic()
     try:
         with backend:
             result: dict[str, Any] = module.run(ctx)
-    except BaseException:
+    except BaseException as exc:
         # Keep the failed attempt's logs for diagnosis, clearly apart from the last good run.
         failed = lab_dir(lab) / "run.failed"
         shutil.rmtree(failed, ignore_errors=True)
@@ -95,6 +123,8 @@ def _run_locked(lab: LabInfo, backend_name: str, quick: bool, console: Console) 
             staging.rename(failed)
         else:
             staging.rmdir()
+        if isinstance(exc, Exception):  # not Ctrl-C: `check` says the last run failed, and why
+            Progress().update(lab.number, last_run_error={"at": now(), "error": str(exc), "solution": solution})
         raise
     wall = round(time.monotonic() - started, 1)
     meta = {
@@ -104,6 +134,8 @@ def _run_locked(lab: LabInfo, backend_name: str, quick: bool, console: Console) 
         "seed": ctx.seed,
         "finished_at": now(),
         "wall_s": wall,
+        "solution": solution,
+        "files": files,
     }
     write_json_atomic(staging / "result.json", {"meta": meta, "result": result})
     final = run_dir(lab)
@@ -114,7 +146,11 @@ def _run_locked(lab: LabInfo, backend_name: str, quick: bool, console: Console) 
     staging.rename(final)
     fsync_dir(lab_dir(lab))
     shutil.rmtree(old, ignore_errors=True)
-    Progress().update(lab.number, last_run={"at": meta["finished_at"], "wall_s": wall, "backend": backend_name})
+    Progress().update(
+        lab.number,
+        last_run={"at": meta["finished_at"], "wall_s": wall, "backend": backend_name, "solution": solution},
+        last_run_error=None,
+    )
     return {"meta": meta, "result": result}
 
 
@@ -148,13 +184,18 @@ def check_lab(lab: LabInfo, backend_name: str | None = None, console: Console | 
     """Check the last run; by default on the backend it ran on."""
     console = console or Console()
     recorded = load_result(lab)
+    error = Progress().load().get(f"{lab.number:02d}", {}).get("last_run_error")
     if recorded is None:
         checks = [
             Check(
                 "lab has been run",
                 False,
-                f"no completed run of lab {lab.number} under {run_dir(lab)}",
-                f"run it first: mllab run {lab.number}",
+                f"your last `mllab run {lab.number}` failed: {error['error']}"
+                if error
+                else f"no completed run of lab {lab.number} under {run_dir(lab)}",
+                f"fix what the error names, then `mllab run {lab.number}`"
+                if error
+                else f"run it first: mllab run {lab.number}",
             )
         ]
     else:
@@ -168,11 +209,28 @@ def check_lab(lab: LabInfo, backend_name: str | None = None, console: Console | 
             console=console,
             quick=recorded["meta"].get("quick", False),
             seed=recorded["meta"].get("seed", 42),
+            exercise=run_dir(lab) / "exercise" if (run_dir(lab) / "exercise").is_dir() else None,
+            solution=bool(recorded["meta"].get("solution", False)),
         )
         with backend:
             checks = module.check(ctx, recorded["result"])
+        if error:  # a newer run failed: this grade is of older code
+            checks.insert(
+                0,
+                Check(
+                    "your latest run completed",
+                    False,
+                    f"`mllab run {lab.number}` failed at {error['at']}: {error['error']}; the checks below grade "
+                    f"the last run that completed ({recorded['meta'].get('finished_at', '?')})",
+                    f"fix what the error names, then `mllab run {lab.number}` again",
+                ),
+            )
     passed = all(c.passed for c in checks)
-    Progress().update(lab.number, last_check={"at": now(), "passed": passed, "checks": [c.to_dict() for c in checks]})
+    graded = "reference" if recorded and recorded["meta"].get("solution") else "yours"
+    Progress().update(
+        lab.number,
+        last_check={"at": now(), "passed": passed, "graded": graded, "checks": [c.to_dict() for c in checks]},
+    )
     return checks
 
 

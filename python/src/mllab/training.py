@@ -5,8 +5,9 @@ As a job (what the backend runs, like a Kubernetes Job's container)::
     python -m mllab.training --epochs 12 --checkpoint-every 2 --checkpoint-dir DIR --out DIR/result.json \
         --experiment mllab-02-training-job --run-name uninterrupted
 
-Every `--checkpoint-every` epochs it writes model, optimizer, epoch and every RNG state (torch,
-numpy, random, the shuffling generator). Restarted after a crash, it resumes from the newest
+Every `--checkpoint-every` epochs it saves a checkpoint with the learner's `save_checkpoint` (lab 2's
+exercise, `checkpoint.py` at $MLLAB_EXERCISE; lab 2's reference solution elsewhere): model,
+optimizer, epoch and every RNG state (torch, numpy, random, the shuffling generator). Restarted after a crash, it resumes from the newest
 checkpoint and ends with bitwise the same weights and metrics as an uninterrupted run.
 
 Epoch metrics go to MLflow from a background thread, batched to at most one request a second (an
@@ -85,12 +86,12 @@ def _latest_checkpoint(ckpt_dir: Path | None) -> Path | None:
     return found[-1] if found else None
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    import torch
+def checkpoint_code() -> Any:
+    """The module whose save_checkpoint/load_checkpoint the job uses: the learner's checkpoint.py
+    (lab 2's exercise, at $MLLAB_EXERCISE), else lab 2's reference solution."""
+    from mllab.exercise import from_env
 
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a crash while saving never leaves a truncated checkpoint behind
+    return from_env("checkpoint", required=("save_checkpoint", "load_checkpoint"), default_lab=2)
 
 
 class EpochLogger:
@@ -208,17 +209,14 @@ def train(
     start_epoch = 1
     resumed_from = 0
     ckpt = _latest_checkpoint(checkpoint_dir)
+    code = checkpoint_code() if checkpoint_dir is not None else None
     if ckpt is not None:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        shuffler.set_state(state["rng"]["shuffle"])
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
-        history = state["history"]
-        start_epoch = state["epoch"] + 1
-        resumed_from = state["epoch"]
+        from mllab.exercise import call
+
+        epoch, history = call(code, "load_checkpoint", ckpt, model=model, optimizer=opt, shuffler=shuffler)
+        history = list(history)
+        start_epoch = int(epoch) + 1
+        resumed_from = int(epoch)
         print(f"resuming from {ckpt.name} (epoch {resumed_from})", file=sys.stderr, flush=True)
         if on_resume:
             on_resume(history)
@@ -249,21 +247,17 @@ def train(
             on_epoch(record)
         if checkpoint_dir is not None and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs):
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            _save_checkpoint(
+            from mllab.exercise import call
+
+            call(
+                code,
+                "save_checkpoint",
                 checkpoint_dir / f"ckpt-epoch{epoch:04d}.pt",
-                {
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "history": history,
-                    "config": asdict(cfg),
-                    "rng": {
-                        "shuffle": shuffler.get_state(),
-                        "torch": torch.get_rng_state(),
-                        "numpy": np.random.get_state(),
-                        "python": random.getstate(),
-                    },
-                },
+                epoch=epoch,
+                model=model,
+                optimizer=opt,
+                shuffler=shuffler,
+                history=history,
             )
         if progress is not None:
             progress.update(task, advance=1, description=f"epoch {epoch}: val acc {val_acc:.3f}")

@@ -116,8 +116,12 @@ class Backend(abc.ABC):
         """The job's state as the backend sees it now (None: this backend keeps no record)."""
         return None
 
-    def bind(self, lab: int, console: object = None) -> None:  # noqa: B027 - optional hook
-        """Called by the runner before a lab runs: backends that label what they create use it."""
+    def bind(self, lab: int, console: object = None, exercise: Path | None = None) -> None:
+        """Called by the runner before a lab runs: the lab's number (backends that label what they
+        create use it) and the folder of the learner's code, which every job and model server the
+        backend starts must see at $MLLAB_EXERCISE."""
+        self.lab_number = lab
+        self.exercise = exercise
 
     def __enter__(self) -> Backend:
         return self

@@ -80,8 +80,11 @@ def reset_lab(lab: int, namespaces: list[str]) -> list[str]:
         for j in batch.list_namespaced_job(ns, label_selector=selector).items:
             batch.delete_namespaced_job(j.metadata.name, ns, propagation_policy="Background")
             gone.append(f"job/{ns}/{j.metadata.name}")
+        apps = client.AppsV1Api()
         for kind, lister, deleter in (
+            ("deployment", apps.list_namespaced_deployment, apps.delete_namespaced_deployment),
             ("service", core.list_namespaced_service, core.delete_namespaced_service),
+            ("configmap", core.list_namespaced_config_map, core.delete_namespaced_config_map),
             ("pod", core.list_namespaced_pod, core.delete_namespaced_pod),
         ):
             for o in lister(ns, label_selector=selector).items:
@@ -124,10 +127,27 @@ class K8sBackend(Backend):
         self.console = console
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-    def bind(self, lab: int, console: Any = None) -> None:
+    def bind(self, lab: int, console: Any = None, exercise: Path | None = None) -> None:
+        super().bind(lab, console, exercise)
         self.lab = lab
+        self._exercise_cms: dict[str, str] = {}  # namespace -> the run's exercise ConfigMap there
         if console is not None:
             self.console = console
+
+    def _exercise_configmap(self, namespace: str) -> str:
+        """The ConfigMap holding the learner's files in `namespace`, created on first use."""
+        from mllab.exercise import configmap_data
+
+        cms = self.__dict__.setdefault("_exercise_cms", {})
+        if namespace not in cms:
+            name = obj.unique_name(f"mllab-exercise-{self.lab or 0:02d}")
+            try:
+                body = obj.exercise_configmap(name, self._labels("exercise"), configmap_data(self.exercise))
+            except ValueError as exc:
+                raise MllabError(str(exc), "") from None
+            self._create(body, namespace)
+            cms[namespace] = name
+        return cms[namespace]
 
     def _say(self, text: str) -> None:
         if self.console is not None:
@@ -182,6 +202,10 @@ class K8sBackend(Backend):
 
     def _create(self, body: dict[str, Any], namespace: str) -> None:
         kind, name = body["kind"], body["metadata"]["name"]
+        if getattr(self, "exercise", None) is not None and obj.pod_specs(body):
+            from mllab.exercise import EXERCISE_ENV, EXERCISE_MOUNT
+
+            obj.with_exercise(body, self._exercise_configmap(namespace), EXERCISE_MOUNT, EXERCISE_ENV)
         try:
             if kind in CUSTOM:
                 group, version, plural = CUSTOM[kind]

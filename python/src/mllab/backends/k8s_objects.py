@@ -355,6 +355,38 @@ def server_pod(cfg: K8sConfig, server_argv: list[str], configmap: str) -> dict[s
     }
 
 
+def exercise_configmap(name: str, lbls: dict[str, str], data: dict[str, str]) -> dict[str, Any]:
+    """The learner's exercise files (mllab.exercise.configmap_data) for the lab's pods to mount."""
+    size = sum(len(k) + len(v.encode()) for k, v in data.items())
+    if size > CONFIGMAP_LIMIT:
+        raise ValueError(
+            f"the exercise files are {size} bytes; a ConfigMap holds at most {CONFIGMAP_LIMIT}: "
+            "keep data and models out of the exercise folder"
+        )
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": lbls}, "data": data}
+
+
+def pod_specs(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod specs inside a Job, Deployment or InferenceService (its predictor)."""
+    kind = body.get("kind")
+    if kind in ("Job", "Deployment"):
+        return [body["spec"]["template"]["spec"]]
+    if kind == "InferenceService":
+        return [body["spec"]["predictor"]]
+    return []
+
+
+def with_exercise(body: dict[str, Any], configmap: str, mount: str, env_name: str) -> dict[str, Any]:
+    """`body` with the exercise ConfigMap mounted read-only at `mount` in every container, and
+    `env_name` naming that folder (how the learner's code reaches the lab's pods)."""
+    for spec in pod_specs(body):
+        spec.setdefault("volumes", []).append({"name": "exercise", "configMap": {"name": configmap}})
+        for c in spec["containers"]:
+            c.setdefault("volumeMounts", []).append({"name": "exercise", "mountPath": mount, "readOnly": True})
+            c.setdefault("env", []).append({"name": env_name, "value": mount})
+    return body
+
+
 def inference_service(name: str, lbls: dict[str, str], pod: dict[str, Any]) -> dict[str, Any]:
     """A KServe InferenceService in Standard (raw Deployment) mode with a custom predictor container."""
     predictor = {"minReplicas": 1, "maxReplicas": 1, **pod}

@@ -59,6 +59,16 @@ class LocalBackend(Backend):
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         os.environ.setdefault("DO_NOT_TRACK", "true")
 
+    def bind(self, lab: int, console: object = None, exercise: Path | None = None) -> None:
+        """Every process this backend starts (jobs, torchrun ranks, trial workers, model servers)
+        inherits $MLLAB_EXERCISE, the folder of the learner's code; close() restores it."""
+        from mllab.exercise import EXERCISE_ENV
+
+        super().bind(lab, console, exercise)
+        if exercise is not None:
+            self._saved_exercise_env = os.environ.get(EXERCISE_ENV)
+            os.environ[EXERCISE_ENV] = str(exercise)
+
     # --- tracking ------------------------------------------------------------------------
     def tracking_uri(self) -> str:
         if self._tracking:
@@ -205,6 +215,14 @@ class LocalBackend(Backend):
             if getattr(self, "_owns_env", False):
                 os.environ.pop("MLFLOW_TRACKING_URI", None)
         self._tracking = None
+        if hasattr(self, "_saved_exercise_env"):
+            from mllab.exercise import EXERCISE_ENV
+
+            saved = self.__dict__.pop("_saved_exercise_env")
+            if saved is None:
+                os.environ.pop(EXERCISE_ENV, None)
+            else:
+                os.environ[EXERCISE_ENV] = saved
 
     def describe(self) -> Iterator[tuple[str, str]]:
         yield ("backend", "local (processes on this machine)")

@@ -49,6 +49,18 @@ class LabContext:
     console: Console = field(default_factory=Console)
     quick: bool = False  # smaller data/epochs (tests, slow laptops)
     seed: int = 42
+    # The learner's code this run executes (a snapshot of their workspace, or of the reference with
+    # `--solution`), inside the run's folder; None for a lab without exercise files.
+    exercise: Path | None = None
+    solution: bool = False
+
+    def learner(self, name: str, *required: str) -> Any:
+        """The learner's module `name` (their `name.py`), with the functions `required` checked."""
+        from mllab.exercise import ExerciseError, load
+
+        if self.exercise is None:
+            raise ExerciseError(f"lab {self.lab.number} has no exercise files", "")
+        return load(self.exercise, name, required=required)
 
     def mlflow(self) -> Any:
         """The mlflow module, pointed at the backend's tracking server (started on first use)."""

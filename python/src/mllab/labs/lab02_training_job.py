@@ -1,7 +1,8 @@
 """Lab 2: a training job that survives a crash.
 
 The job (`python -m mllab.training`) trains a small CNN on scikit-learn's digits with a fixed
-RANDOM_SEED and checkpoints every N epochs. We run it twice on the backend, like two Kubernetes
+RANDOM_SEED and checkpoints every N epochs with the learner's `checkpoint.py` (their exercise:
+what goes into a checkpoint, how it is restored, how it is written safely). We run it twice on the backend, like two Kubernetes
 Jobs with `backoffLimit: 2` and `activeDeadlineSeconds`: once undisturbed, once killed (SIGKILL)
 mid-training on its first attempt. The retry resumes from the newest checkpoint; both runs must
 end with bitwise identical weights and identical metrics. Everything goes to MLflow.
@@ -10,6 +11,8 @@ end with bitwise identical weights and identical metrics. Everything goes to MLf
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from mllab.backends import JobSpec
@@ -82,6 +85,116 @@ def _job(ctx: LabContext, name: str, epochs: int, crash_at: int | None) -> dict[
     return data
 
 
+def probe_checkpoint(code: Any, scratch: Path) -> list[Check]:
+    """Grade the learner's save_checkpoint/load_checkpoint directly, one property per check: after a
+    save, a few training steps and random draws, a load must bring back the optimizer's state and
+    every RNG; a save that crashes half-way must leave the previous checkpoint whole."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from mllab.exercise import ExerciseError, call
+    from mllab.model import DigitsCNN
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = DigitsCNN(width=4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    shuffler = torch.Generator().manual_seed(7)
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+
+    def step() -> None:
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    def draws() -> list[Any]:
+        return [
+            torch.randperm(20, generator=shuffler).tolist(),
+            torch.rand(3).tolist(),
+            np.random.rand(3).tolist(),
+            [random.random() for _ in range(3)],
+        ]
+
+    step()
+    path = scratch / "ckpt-epoch0001.pt"
+    try:
+        call(code, "save_checkpoint", path, epoch=1, model=model, optimizer=opt, shuffler=shuffler, history=[{"e": 1}])
+        momentum = [opt.state[p]["momentum_buffer"].clone() for p in model.parameters()]
+        expected = draws()
+        step()  # move everything on, as the crashed attempt did before it died
+        m2 = DigitsCNN(width=4)
+        o2 = torch.optim.SGD(m2.parameters(), lr=0.05, momentum=0.9)
+        s2 = torch.Generator().manual_seed(99)
+        torch.manual_seed(123), np.random.seed(123), random.seed(123)  # a fresh process seeds again
+        epoch, history = call(code, "load_checkpoint", path, model=m2, optimizer=o2, shuffler=s2)
+    except ExerciseError as exc:
+        return [Check("checkpoint.py saves and loads", False, exc.message, exc.fix)]
+    checks = [
+        Check(
+            "load_checkpoint returns the saved epoch and history",
+            epoch == 1 and list(history) == [{"e": 1}],
+            f"returned epoch {epoch!r}, history {history!r}",
+            "return (epoch, history) exactly as save_checkpoint got them",
+        )
+    ]
+    restored = [o2.state.get(p, {}).get("momentum_buffer") for p in m2.parameters()]
+    same_momentum = all(r is not None and torch.equal(r, m) for r, m in zip(restored, momentum, strict=True))
+    checks.append(
+        Check(
+            "the optimizer's state is restored",
+            same_momentum,
+            "SGD's momentum buffers after load_checkpoint "
+            + ("equal the saved ones" if same_momentum else "are missing or differ from the saved ones"),
+            "the resumed weights differ from the uninterrupted run when the optimizer starts over: save "
+            "optimizer.state_dict() and restore it with optimizer.load_state_dict()",
+        )
+    )
+    s2_draws = draws()
+    s2_draws[0] = torch.randperm(20, generator=s2).tolist()
+    names = ["the batch shuffler", "torch's RNG", "numpy's RNG", "Python's random"]
+    lost = [n for n, a, b in zip(names, expected, s2_draws, strict=True) if a != b]
+    checks.append(
+        Check(
+            "every RNG state is restored",
+            not lost,
+            "not restored: " + ", ".join(lost) if lost else "all four generators continue where they were saved",
+            "identical weights need identical randomness: save shuffler.get_state(), torch.get_rng_state(), "
+            "np.random.get_state() and random.getstate(), and set them back on load instead of re-seeding",
+        )
+    )
+    # A save that dies half-way (disk full, pod killed) must leave the previous checkpoint whole.
+    real_save = torch.save
+
+    def dying_save(obj: Any, f: Any, *a: Any, **kw: Any) -> None:
+        with open(f, "wb") as fh:
+            fh.write(b"half a checkpoint")
+        raise OSError("simulated crash while saving")
+
+    torch.save = dying_save
+    try:
+        call(code, "save_checkpoint", path, epoch=2, model=model, optimizer=opt, shuffler=shuffler, history=[])
+    except ExerciseError:
+        pass
+    finally:
+        torch.save = real_save
+    try:
+        intact = torch.load(path, map_location="cpu", weights_only=False) is not None
+    except Exception:
+        intact = False
+    checks.append(
+        Check(
+            "a crash while saving leaves the previous checkpoint whole",
+            intact,
+            f"{path.name} after a save that crashed half-way: " + ("still loads" if intact else "truncated"),
+            "write atomically: torch.save to a temporary file next to the checkpoint, then os.replace() it "
+            "onto the checkpoint's path",
+        )
+    )
+    return checks
+
+
 def run(ctx: LabContext) -> dict[str, Any]:
     ctx.backend.tracking_uri()  # first: an unreachable MLflow fails here, before anything is written
     epochs, crash_at = (8, 3) if ctx.quick else (15, 5)
@@ -121,9 +234,12 @@ def run(ctx: LabContext) -> dict[str, Any]:
 def check(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
     import numpy as np
 
+    checks: list[Check] = []
+    if ctx.exercise is not None:  # the learner's checkpoint.py, property by property
+        with tempfile.TemporaryDirectory() as scratch:
+            checks += probe_checkpoint(ctx.learner("checkpoint"), Path(scratch))
     mlflow = ctx.mlflow()
     client = mlflow.MlflowClient()
-    checks: list[Check] = []
     runs = {}
     for name, rec in result["runs"].items():
         try:
@@ -188,7 +304,8 @@ def check(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
             "resumed run ends with bitwise identical weights",
             bool(ha) and ha == hb,
             f"sha256 {str(ha)[:12]} vs {str(hb)[:12]}",
-            HINTS[1],
+            "the resumed weights differ from the uninterrupted run: does checkpoint.py save and restore the "
+            "optimizer's state and every RNG state (the batch shuffler first)?",
         )
     )
     hist_a = client.get_metric_history(a.info.run_id, "val_accuracy")
