@@ -22,13 +22,20 @@ def cli(runs: int = 10) -> Section:
         ("python -c pass (interpreter floor)", [py, "-c", "pass"]),
         ("mllab --help", [str(bindir / "mllab"), "--help"]),
         ("mllab list", [str(bindir / "mllab"), "list"]),
+        # start: the guide and the starter files (kept after the first run); hint: the next hint
+        ("mllab start 2", [str(bindir / "mllab"), "start", "2"]),
+        ("mllab hint 2", [str(bindir / "mllab"), "hint", "2"]),
         ("peer: mlflow --help", [str(bindir / "mlflow"), "--help"]),
     ]
-    env = dict(os.environ, MLLAB_HOME=str(ROOT / ".cache/bench/mllab-home"))
+    env = dict(
+        os.environ,
+        MLLAB_HOME=str(ROOT / ".cache/bench/mllab-home"),
+        MLLAB_WORKSPACE=str(ROOT / ".cache/bench/mllab-workspace"),
+    )
     section = Section(
         "CLI start-up",
         ["wall"],
-        target=f"`mllab --help` and `mllab list` under {CLI_TARGET_S} s (heavy imports stay lazy)",
+        target=f"`mllab --help`, `list`, `start N` and `hint N` under {CLI_TARGET_S} s (heavy imports stay lazy)",
         reproduce="make bench BENCH=cli",
         chart="wall",
     )

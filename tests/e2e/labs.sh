@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The labs' k8s backend against the e2e cluster, which must be up with the platform
 # applied (tests/e2e/platform.sh apply): for each lab, `mllab run N --backend k8s --quick`
-# then `mllab check N`, as a learner on the control host would, with the lab runner image
+# then `mllab check N`, as a learner on the control host would (labs 2, 5 and 6 with the learner's
+# starter, the reference and a wrong solution in their workspace; the others with --solution), with the lab runner image
 # built from this checkout (images/mllab) and MLflow reached through its Service.
 #
 #   tests/e2e/labs.sh [LAB...]      (default: the labs whose dependencies the e2e cluster has)
@@ -33,10 +34,62 @@ export MLLAB_JOB_TRACKING_URI=$job_uri MLLAB_IMAGE MLLAB_HOME=$CACHE/mllab-home
 rm -rf "$MLLAB_HOME"
 mkdir -p "$CACHE/logs"
 
+# Labs 2, 5 and 6 are graded three ways with the learner's code running in the cluster's pods (the
+# files reach them as a ConfigMap): the untouched starter fails, the reference solution copied into
+# the workspace passes, a plausible wrong solution (python/tests/exercises/<lab>/wrong/) fails,
+# each with the check that must fail named below. The other labs run the reference (--solution).
+declare -A must_fail=(
+  [2]="resumed run ends with bitwise identical weights"
+  [5]="${E2E_LAB5_MUST_FAIL:-}"
+  [6]="${E2E_LAB6_MUST_FAIL:-}"
+)
+export MLLAB_WORKSPACE=$CACHE/mllab-workspace
+rm -rf "$MLLAB_WORKSPACE"
+pkg=$ROOT/python/src/mllab/exercises
+wrong=$ROOT/python/tests/exercises
+
+# run_case LAB CASE: the learner's path (start, their files, run on the cluster, check); 0 when the
+# grade is the one CASE must get.
+run_case() {
+  local lab=$1 case=$2 dir report want
+  dir=$("$VENV/bin/python" -c "from mllab.labs import get_lab; print(get_lab($lab).dirname)")
+  report=$CACHE/logs/lab-$lab-$case-check.json
+  "$VENV/bin/mllab" start "$lab" --reset-files >/dev/null
+  case $case in
+    solution) cp "$pkg/$dir/solution/"* "$MLLAB_WORKSPACE/$dir/" ;;
+    wrong) cp "$wrong/$dir/wrong/"* "$MLLAB_WORKSPACE/$dir/" ;;
+  esac
+  "$VENV/bin/mllab" run "$lab" --backend k8s --quick || return 1
+  "$VENV/bin/mllab" check "$lab" --json >"$report" && [[ $case == solution ]] && return 0
+  [[ $case != solution ]] || { cat "$report" >&2; return 1; }
+  want=${must_fail[$lab]}
+  "$VENV/bin/python" - "$report" "$want" <<'PY' || { cat "$report" >&2; return 1; }
+import json, sys
+report, want = json.load(open(sys.argv[1])), sys.argv[2]
+bad = [c["name"] for c in report["checks"] if not c["passed"]]
+assert not report["passed"] and bad, "every check passed"
+assert not want or want in bad, f"expected {want!r} to fail; failing: {bad}"
+print(f"labs.sh: as it must, the check failed: {bad}")
+PY
+}
+
 failed=()
 for lab in "${labs[@]}"; do
   t0=$SECONDS
-  if "$VENV/bin/mllab" run "$lab" --backend k8s --quick &&
+  if [[ -v must_fail[$lab] ]]; then
+    ok=1
+    for case in starter solution wrong; do
+      if run_case "$lab" "$case"; then
+        echo "labs.sh: lab $lab, $case: graded as it must be on the k8s backend ($((SECONDS - t0)) s so far)"
+      else
+        ok=0
+        echo "labs.sh: lab $lab, $case: WRONG grade on the k8s backend" >&2
+      fi
+    done
+    [[ $ok == 1 ]] || failed+=("$lab")
+    continue
+  fi
+  if "$VENV/bin/mllab" run "$lab" --backend k8s --quick --solution &&
      "$VENV/bin/mllab" check "$lab" --json >"$CACHE/logs/lab-$lab-check.json"; then
     echo "labs.sh: lab $lab passed on the k8s backend in $((SECONDS - t0)) s"
   else

@@ -379,3 +379,69 @@ def test_distributed_ranks_get_a_gpu_each_only_when_there_is_one_for_every_rank(
         backend.run_distributed(spec, 2)
         assert limits(sent[-1]).get("nvidia.com/gpu") == want, available
     assert said == ["job ddp-2: 2 ranks but 1 GPU(s) in the cluster: running on the CPU"]
+
+
+def test_the_learners_files_reach_every_lab_pod_as_a_read_only_configmap(tmp_path):
+    """mllab.exercise: the folder becomes a ConfigMap (one key per file, the notebook left out); every
+    Job, Deployment and InferenceService the backend creates mounts it and names it in MLLAB_EXERCISE."""
+    from mllab import exercise
+
+    (tmp_path / "checkpoint.py").write_text("def save_checkpoint(): ...\n")
+    (tmp_path / "job.yaml").write_text("kind: Job\n")
+    (tmp_path / exercise.NOTEBOOK).write_text("{}")
+    data = exercise.configmap_data(tmp_path)
+    assert sorted(data) == ["checkpoint.py", "job.yaml"]
+    cm = o.exercise_configmap("mllab-exercise-02-abc", o.labels(2, "exercise", "r"), data)
+    validate(cm)
+    lbls = o.labels(2, "train", "r")
+    bodies = [
+        o.job(CFG, "mllab-train-abc", lbls, ["python", "-m", "mllab.training"], {}, 2, 900),
+        o.distributed_job(CFG, "mllab-ddp-abc", lbls, ["-m", "mllab.ddp_train"], {}, 2, 0, 600)[1],
+        o.trial_job(CFG, "mllab-trials-abc", lbls, [{"fn": "m:f", "args": [], "kwargs": {}}], 2, 600),
+        *o.deployment_and_service("mllab-serve-abc", lbls, _server())[:1],
+    ]
+    for body in bodies:
+        o.with_exercise(body, cm["metadata"]["name"], exercise.EXERCISE_MOUNT, exercise.EXERCISE_ENV)
+        validate(body)
+        (pod,) = o.pod_specs(body)
+        assert {"name": "exercise", "configMap": {"name": "mllab-exercise-02-abc"}} in pod["volumes"]
+        for c in pod["containers"]:
+            assert {"name": "exercise", "mountPath": exercise.EXERCISE_MOUNT, "readOnly": True} in c["volumeMounts"]
+            assert {"name": exercise.EXERCISE_ENV, "value": exercise.EXERCISE_MOUNT} in c["env"]
+    isvc = o.inference_service("mllab-serve-abc", lbls, _server())
+    o.with_exercise(isvc, "cm", exercise.EXERCISE_MOUNT, exercise.EXERCISE_ENV)
+    assert isvc["spec"]["predictor"]["volumes"][-1] == {"name": "exercise", "configMap": {"name": "cm"}}
+    # A fetch pod is not lab code: nothing is injected into it.
+    fetch = o.fetch_pod(CFG, "f", lbls, "/mnt/work/x")
+    assert o.pod_specs(fetch) == []
+    with pytest.raises(ValueError, match="exercise files are .* bytes"):
+        o.exercise_configmap("big", lbls, {"big.py": "x" * (o.CONFIGMAP_LIMIT + 1)})
+
+
+def test_the_backend_creates_one_exercise_configmap_per_namespace_and_injects_it(tmp_path, monkeypatch):
+    from mllab.backends.k8s import K8sBackend
+
+    (tmp_path / "checkpoint.py").write_text("x = 1\n")
+    backend = K8sBackend.__new__(K8sBackend)
+    backend.cfg, backend.run_id, backend.lab, backend._created = CFG, "r1", 2, []
+    created: list[tuple[str, dict]] = []
+
+    class Api:
+        def __getattr__(self, name):
+            return lambda ns, body: created.append((ns, body))
+
+    monkeypatch.setattr(backend, "_api", lambda kind: Api(), raising=False)
+    monkeypatch.setattr(backend, "_client", type("C", (), {"ApiException": Exception}), raising=False)
+    backend.bind(2, exercise=tmp_path)
+    job = o.job(CFG, "mllab-a-abc", o.labels(2, "a", "r1"), ["true"], {}, 0, None)
+    backend._create(job, "ml-training")
+    backend._create(o.job(CFG, "mllab-b-abc", o.labels(2, "b", "r1"), ["true"], {}, 0, None), "ml-training")
+    kinds = [(ns, b["kind"]) for ns, b in created]
+    assert kinds == [("ml-training", "ConfigMap"), ("ml-training", "Job"), ("ml-training", "Job")]
+    assert created[0][1]["data"] == {"checkpoint.py": "x = 1\n"}
+    assert created[0][1]["metadata"]["labels"]["mllab.io/lab"] == "02"  # `mllab reset 2` deletes it
+    assert o.pod_specs(job)[0]["volumes"][-1]["configMap"]["name"] == created[0][1]["metadata"]["name"]
+    backend.bind(2, exercise=None)
+    plain = o.job(CFG, "mllab-c-abc", o.labels(2, "c", "r1"), ["true"], {}, 0, None)
+    backend._create(plain, "ml-training")
+    assert all(v["name"] != "exercise" for v in o.pod_specs(plain)[0]["volumes"])
