@@ -92,7 +92,7 @@ lint: $(VENV)/.dev $(VENV)/.collections ## yamllint, ansible-lint (production), 
 
 # The platform tests start real MLflow and KServe servers, so they need the labs extras too.
 unit: $(VENV)/.dev $(VENV)/.labs ## unit tests (parsers, filters, rendering, schemas, alert rules)
-	$(PYTEST) tests/unit -q -ra
+	$(PYTEST) tests/unit -q -ra --durations=25
 
 molecule-images: ## build the local Debian systemd images molecule uses (both at once)
 	@if [ -n "$${MOLECULE_IMAGE:-}" ]; then echo "using MOLECULE_IMAGE=$$MOLECULE_IMAGE"; else \
