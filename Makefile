@@ -25,7 +25,7 @@ TIMED := scripts/timed
 MOLECULE_SCENARIOS := $(sort $(filter-out %-real/molecule.yml,$(wildcard roles/*/molecule/*/molecule.yml)))
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help venv test-python test-molecule site verify platform-render reset test lint unit molecule molecule-images molecule-real labs-test lab-image e2e e2e-build e2e-up e2e-down bench clean
+.PHONY: help venv test-lint test-python test-molecule site verify platform-render reset test lint unit molecule molecule-images molecule-real labs-test lab-image e2e e2e-build e2e-up e2e-down bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -65,13 +65,15 @@ reset: $(VENV)/.collections ## tear the lab down (playbooks/reset.yml)
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/reset.yml $(ANSIBLE_ARGS)
 
 # --- tests ----------------------------------------------------------------------------
-# After lint, two chains side by side: unit then labs-test (pytest, mostly one core) and
-# molecule (mostly waiting on `docker exec`); each tier's output is printed whole when it ends.
-test: ## every tier these machines can run: lint, then unit + labs-test beside molecule (each timed)
+# Three chains side by side: lint, unit then labs-test (pytest, mostly one core), and molecule
+# (mostly waiting on `docker exec`); each tier's output is printed whole when it ends.
+test: ## every tier these machines can run: lint beside unit + labs-test beside molecule (each timed)
 	@snap=$$(mktemp); scripts/clean-check snapshot $$snap; \
-	$(TIMED) lint $(MAKE) --no-print-directory lint && \
-	$(MAKE) --no-print-directory -j2 --output-sync=recurse test-python test-molecule && \
+	$(MAKE) --no-print-directory -j3 --output-sync=recurse test-lint test-python test-molecule && \
 	scripts/clean-check compare $$snap; rc=$$?; rm -f $$snap; exit $$rc
+
+test-lint: $(VENV)/.dev $(VENV)/.collections
+	@$(TIMED) lint $(MAKE) --no-print-directory lint
 
 test-python: $(VENV)/.dev $(VENV)/.labs
 	@$(TIMED) unit $(MAKE) --no-print-directory unit
