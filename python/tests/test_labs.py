@@ -19,27 +19,47 @@ from conftest import mllab_cmd, processes_mentioning
 
 @pytest.mark.timeout(900)
 def test_newcomer_path_run_and_check_lab_2(home: Path) -> None:
+    """The README's path through the CLI, with its own MLflow server: `mllab start 2`, the learner's
+    checkpoint.py completed (here: the reference solution copied over the starter), `mllab run 2`
+    (their code, in both jobs), `mllab check 2`. Lab 2's "solution passes" case (the starter and a
+    wrong solution: test_exercise_lab02.py)."""
+    import shutil
+
+    from mllab import exercise
+    from mllab.labs import get_lab
+
     env = {**os.environ, "MLLAB_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
+    start = subprocess.run(mllab_cmd("start", "2"), env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert start.returncode == 0, start.stderr
+    mine = Path(env["MLLAB_WORKSPACE"]) / "02-training-job"
+    shutil.copyfile(exercise.solution_dir(get_lab(2)) / "checkpoint.py", mine / "checkpoint.py")
     run = subprocess.run(
-        mllab_cmd("run", "2", "--quick", "--solution"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=850,
-        check=False,
+        mllab_cmd("run", "2", "--quick"), env=env, capture_output=True, text=True, timeout=850, check=False
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "identical" in run.stdout
+    assert f"running your code from {mine}" in run.stdout.replace("\n", "")
+    assert "identical" in run.stdout and "different" not in run.stdout
     assert not processes_mentioning(str(home)), "processes left behind after `mllab run 2`"
     check = subprocess.run(
         mllab_cmd("check", "2", "--json"), env=env, capture_output=True, text=True, timeout=300, check=False
     )
     report = json.loads(check.stdout)
     assert check.returncode == 0 and report["passed"], json.dumps(report, indent=2)
-    assert len(report["checks"]) >= 6
+    assert len(report["checks"]) >= 10
     assert not processes_mentioning(str(home))
-    assert (home / "labs" / "02-training-job" / "run" / "uninterrupted" / "learning_curve.png").stat().st_size > 1000
+    out = home / "labs" / "02-training-job" / "run"
+    assert (out / "uninterrupted" / "learning_curve.png").stat().st_size > 1000
+    assert (out / "exercise" / "checkpoint.py").read_bytes() == (mine / "checkpoint.py").read_bytes()
+    # The crashed job's retry resumed from the newest checkpoint its first attempt wrote (epoch 2 of
+    # --quick's 8, killed in epoch 3), and kept every checkpoint after it.
+    result = json.loads((out / "result.json").read_text())
+    assert result["meta"]["solution"] is False and result["meta"]["files"]["checkpoint.py"]
+    crashed = result["result"]["runs"]["crash-and-resume"]
+    assert crashed["resumed_from_epoch"] == 2 and crashed["job_exit_codes"] == [-9, 0]
+    assert sorted(p.name for p in (out / "crash-and-resume" / "checkpoints").glob("ckpt-*.pt")) == [
+        f"ckpt-epoch{e:04d}.pt" for e in (2, 4, 6, 8)
+    ]
 
 
 @pytest.mark.timeout(300)

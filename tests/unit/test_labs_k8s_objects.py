@@ -414,7 +414,7 @@ def test_the_learners_files_reach_every_lab_pod_as_a_read_only_configmap(tmp_pat
     # A fetch pod is not lab code: nothing is injected into it.
     fetch = o.fetch_pod(CFG, "f", lbls, "/mnt/work/x")
     assert o.pod_specs(fetch) == []
-    with pytest.raises(ValueError, match="exercise files are .* bytes"):
+    with pytest.raises(ValueError, match=r"exercise files are .* bytes"):
         o.exercise_configmap("big", lbls, {"big.py": "x" * (o.CONFIGMAP_LIMIT + 1)})
 
 

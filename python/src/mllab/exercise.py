@@ -241,7 +241,9 @@ def call(module: ModuleType, func: str, *args: Any, **kwargs: Any) -> Any:
     try:
         return getattr(module, func)(*args, **kwargs)
     except NotImplementedError as exc:
-        raise ExerciseError(f"{path.name}: {func}() is not written yet ({exc})", f"complete the TODO in {path}") from None
+        raise ExerciseError(
+            f"{path.name}: {func}() is not written yet ({exc})", f"complete the TODO in {path}"
+        ) from None
     except Exception as exc:
         raise ExerciseError(f"{path.name}: {func}() raised {where(exc, path)}", f"fix {path}") from None
 

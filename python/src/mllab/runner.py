@@ -200,7 +200,9 @@ def check_lab(lab: LabInfo, backend_name: str | None = None, console: Console | 
         ]
     else:
         backend = get_backend(backend_name or recorded["meta"].get("backend", "local"))
-        backend.bind(lab.number, console)
+        graded = run_dir(lab) / "exercise"
+        # A check that starts a server or a job runs the same learner code the run did.
+        backend.bind(lab.number, console, exercise=graded if graded.is_dir() else None)
         module = lab.load()
         ctx = LabContext(
             lab=lab,
@@ -209,7 +211,7 @@ def check_lab(lab: LabInfo, backend_name: str | None = None, console: Console | 
             console=console,
             quick=recorded["meta"].get("quick", False),
             seed=recorded["meta"].get("seed", 42),
-            exercise=run_dir(lab) / "exercise" if (run_dir(lab) / "exercise").is_dir() else None,
+            exercise=graded if graded.is_dir() else None,
             solution=bool(recorded["meta"].get("solution", False)),
         )
         with backend:

@@ -5,10 +5,11 @@ As a job (what the backend runs, like a Kubernetes Job's container)::
     python -m mllab.training --epochs 12 --checkpoint-every 2 --checkpoint-dir DIR --out DIR/result.json \
         --experiment mllab-02-training-job --run-name uninterrupted
 
-Every `--checkpoint-every` epochs it saves a checkpoint with the learner's `save_checkpoint` (lab 2's
-exercise, `checkpoint.py` at $MLLAB_EXERCISE; lab 2's reference solution elsewhere): model,
-optimizer, epoch and every RNG state (torch, numpy, random, the shuffling generator). Restarted after a crash, it resumes from the newest
-checkpoint and ends with bitwise the same weights and metrics as an uninterrupted run.
+Every `--checkpoint-every` epochs it saves a checkpoint with the learner's `save_checkpoint` (lab
+2's exercise, `checkpoint.py` at $MLLAB_EXERCISE; lab 2's reference solution elsewhere): model,
+optimizer, epoch and every RNG state (torch, numpy, random, the shuffling generator). Restarted
+after a crash, it resumes from the newest checkpoint and ends with bitwise the same weights and
+metrics as an uninterrupted run.
 
 Epoch metrics go to MLflow from a background thread, batched to at most one request a second (an
 epoch is ~0.08 s; one round trip to the tracking server per epoch cost 12-18% of it). So a SIGKILL

@@ -551,9 +551,9 @@ class K8sBackend(Backend):
                 self._say(f"InferenceService {ns}/{name} (Standard mode): waiting for Ready")
                 if spec.canary:
                     self._say(
-                        "  canary: KServe splits traffic between revisions (canaryTrafficPercent) only in "
-                        "Serverless (Knative) mode; in Standard mode this InferenceService serves both versions "
-                        "and its model server makes the split"
+                        "  canary: KServe 0.20's Standard-mode spec.canary creates a second Deployment but routes "
+                        "no traffic to it through an Ingress (canaryTrafficPercent splits only in Serverless mode), "
+                        "so this InferenceService serves both versions and its model server makes the split"
                     )
                 self._wait_ready(
                     lambda: self._isvc_ready(name),

@@ -76,7 +76,7 @@ LABS: tuple[LabInfo, ...] = (
         6,
         "serving",
         "Serving with KServe: V1, V2 and a canary",
-        "The digits model behind a KServe model server; V1 and V2 protocols; a 90/10 canary, measured.",
+        "Your KServe model (V1 and V2 predict) and InferenceService with a canary; the split, measured.",
         ("server",),
     ),
     LabInfo(

@@ -2,10 +2,10 @@
 
 The job (`python -m mllab.training`) trains a small CNN on scikit-learn's digits with a fixed
 RANDOM_SEED and checkpoints every N epochs with the learner's `checkpoint.py` (their exercise:
-what goes into a checkpoint, how it is restored, how it is written safely). We run it twice on the backend, like two Kubernetes
-Jobs with `backoffLimit: 2` and `activeDeadlineSeconds`: once undisturbed, once killed (SIGKILL)
-mid-training on its first attempt. The retry resumes from the newest checkpoint; both runs must
-end with bitwise identical weights and identical metrics. Everything goes to MLflow.
+what goes into a checkpoint, how it is restored, how it is written safely). We run it twice on
+the backend, like two Kubernetes Jobs with `backoffLimit: 2` and `activeDeadlineSeconds`: once
+undisturbed, once killed (SIGKILL) mid-training on its first attempt. The retry resumes from the
+newest checkpoint; both runs must end with bitwise identical weights and identical metrics. Everything goes to MLflow.
 """
 
 from __future__ import annotations
