@@ -1,4 +1,5 @@
-"""The real KServe model server: V1, V2, metadata, bad requests, canary split, delayed labels, cleanup."""
+"""The real KServe model server (lab 6's reference DigitsModel inside): V1, V2, metadata, bad requests, canary
+split, delayed labels, cleanup; and which DigitsModel it serves."""
 
 from __future__ import annotations
 
@@ -135,3 +136,19 @@ def test_server_process_group_is_gone_after_the_context(models: dict[str, Path],
         assert port_is_open(port)
     assert not port_is_open(port), "stale port after the server stopped"
     assert not group_alive(pgid), "orphan server processes"
+
+
+def test_the_server_serves_the_learners_digits_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lab 6's exercise: the class at $MLLAB_EXERCISE/digits_model.py, a kserve.Model; the reference otherwise."""
+    from mllab.exercise import ExerciseError
+    from mllab.serving.server import model_code
+
+    mine = tmp_path / "digits_model.py"
+    mine.write_text("import kserve\n\n\nclass DigitsModel(kserve.Model):\n    MINE = True\n")
+    monkeypatch.setenv("MLLAB_EXERCISE", str(tmp_path))
+    assert model_code().DigitsModel.MINE
+    mine.write_text("class DigitsModel:\n    pass\n")
+    with pytest.raises(ExerciseError, match=r"not a subclass of kserve\.Model"):
+        model_code()
+    monkeypatch.setenv("MLLAB_EXERCISE", str(tmp_path / "another-labs-folder"))
+    assert Path(model_code().__file__).parent.name == "solution"

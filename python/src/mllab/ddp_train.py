@@ -2,10 +2,17 @@
 
     torchrun --standalone --nproc-per-node=2 -m mllab.ddp_train --out-dir DIR --epochs 4 --global-batch 64
 
+The distributed parts are the learner's (`ddp.py`, lab 5's exercise, at $MLLAB_EXERCISE; lab 5's
+reference solution elsewhere, e.g. for the benchmark): `init_distributed` joins the process group
+(gloo on CPU, nccl on CUDA), `train_loop` gives each rank its share of every epoch
+(DistributedSampler) and `save_result` writes the weights and the result once (rank 0). This
+module is the rest: the device, the model and its DDP wrapper, the optimizer step, the timing, and
+what the lab grades end to end (each rank's reported rank, the samples each rank trained on).
+
 Training runs in float64 by default, so that what is left of the difference is visibly rounding.
-Every rank sees the same shuffled order (same seed) and takes its own contiguous slice of each
-global batch; DDP averages the gradients, so N processes compute the same update as one process on
-the whole global batch, up to floating-point summation order. gloo on CPU, nccl when every rank has a GPU.
+Every rank sees the same shuffled order (same seed) and takes its own share of each global batch;
+DDP averages the gradients, so N processes compute the same update as one process on the whole
+global batch, up to floating-point summation order. gloo on CPU, nccl when every rank has a GPU.
 """
 
 from __future__ import annotations
@@ -16,6 +23,17 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+FUNCTIONS = ("init_distributed", "train_loop", "save_result")
+
+
+def ddp_code() -> Any:
+    """The module whose init_distributed/train_loop/save_result the job uses: the learner's ddp.py
+    (lab 5's exercise, at $MLLAB_EXERCISE), else lab 5's reference solution."""
+    from mllab.exercise import from_env
+
+    return from_env("ddp", required=FUNCTIONS, default_lab=5)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,76 +57,130 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
 
+    from mllab.exercise import ExerciseError
+
+    try:
+        return _train(args)
+    except ExerciseError as exc:  # the learner's code: name the file, the line and the fix, no traceback
+        print(f"error: {exc.message}\nfix: {exc.fix}", file=sys.stderr, flush=True)
+        return exc.exit_code
+
+
+def _train(args: argparse.Namespace) -> int:
     import torch
     import torch.distributed as dist
     import torch.nn.functional as F
     from torch.nn.parallel import DistributedDataParallel as DDP
+    from torch.utils.data import TensorDataset
 
+    from mllab.exercise import ExerciseError, call
     from mllab.model import DigitsCNN
     from mllab.training import TrainConfig, dataset
 
-    rank, world, local_rank = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
-    if args.global_batch % world:
-        print(f"error: --global-batch {args.global_batch} is not divisible by {world} processes", file=sys.stderr)
+    world_env, local_rank = int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if args.global_batch % world_env:
+        print(f"error: --global-batch {args.global_batch} is not divisible by {world_env} processes", file=sys.stderr)
         return 2
-    enough_gpus = torch.cuda.is_available() and torch.cuda.device_count() >= world
+    enough_gpus = torch.cuda.is_available() and torch.cuda.device_count() >= world_env
     if args.device == "cuda" and not enough_gpus:
-        print(f"error: --device cuda needs {world} GPUs, {torch.cuda.device_count()} visible", file=sys.stderr)
+        print(f"error: --device cuda needs {world_env} GPUs, {torch.cuda.device_count()} visible", file=sys.stderr)
         return 2
     use_cuda = enough_gpus and args.device != "cpu"
-    backend = "nccl" if use_cuda else "gloo"
-    dist.init_process_group(backend=backend)
-    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)
+    code = ddp_code()
+
+    rank, world = call(code, "init_distributed", device)  # the learner's: the process group
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ExerciseError(
+            "ddp.py: init_distributed() returned without a process group (DDP needs one)",
+            "call dist.init_process_group(backend=...) in init_distributed",
+        )
+    try:
+        rank, world = int(rank), int(world)
+    except (TypeError, ValueError):
+        raise ExerciseError(
+            f"ddp.py: init_distributed() returned {(rank, world)!r}, not (rank, world_size)",
+            "return two integers: dist.get_rank(), dist.get_world_size()",
+        ) from None
+    group_rank, group_size = dist.get_rank(), dist.get_world_size()
+    reported: list[Any] = [None] * group_size
+    dist.all_gather_object(reported, [rank, world])  # what every rank believes it is, for the lab's check
+    if world < 1 or args.global_batch % world:
+        raise ExerciseError(
+            f"ddp.py: init_distributed() returned world_size {world}, which does not divide the global "
+            f"batch {args.global_batch} (torchrun started {group_size} process(es))",
+            "return torchrun's world size: dist.get_world_size()",
+        )
+
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     X_tr, y_tr, X_te, y_te = dataset(TrainConfig())
     dtype = getattr(torch, args.dtype)
-    Xt, yt = torch.from_numpy(X_tr).to(device, dtype), torch.from_numpy(y_tr).to(device)
+    data = TensorDataset(torch.from_numpy(X_tr), torch.from_numpy(y_tr))
     model = DigitsCNN().to(device, dtype)  # same seed on every rank, and DDP broadcasts rank 0's weights anyway
     ddp = DDP(model, device_ids=[local_rank] if use_cuda else None)
     opt = torch.optim.SGD(ddp.parameters(), lr=args.lr, momentum=0.9)
-    B, b = args.global_batch, args.global_batch // world
-    n_batches = len(Xt) // B  # drop the last partial global batch: every rank gets the same share
-    samples = 0
+    seen = {"samples": 0, "steps": 0, "batch": 0}
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        """One optimizer step of the DDP model on this rank's batch; DDP all-reduces (averages) the gradients."""
+        x, y = x.to(device, dtype, non_blocking=True), y.to(device, non_blocking=True)
+        opt.zero_grad()
+        F.cross_entropy(ddp(x), y).backward()
+        opt.step()
+        seen["samples"] += len(y)
+        seen["steps"] += 1
+        seen["batch"] = max(seen["batch"], len(y))
+
+    ddp.train()
     dist.barrier()
     start = time.perf_counter()
-    for epoch in range(args.epochs):
-        perm = torch.randperm(len(Xt), generator=torch.Generator().manual_seed(args.seed + epoch)).to(device)
-        ddp.train()
-        for k in range(n_batches):
-            idx = perm[k * B + rank * b : k * B + (rank + 1) * b]
-            opt.zero_grad()
-            F.cross_entropy(ddp(Xt[idx]), yt[idx]).backward()  # DDP all-reduces (averages) the gradients
-            opt.step()
-            samples += len(idx)
+    call(
+        code,
+        "train_loop",
+        data,
+        rank=rank,
+        world_size=world,
+        global_batch=args.global_batch,
+        epochs=args.epochs,
+        seed=args.seed,
+        step=step,
+    )
     if use_cuda:
         torch.cuda.synchronize()
-    dist.barrier()
     elapsed = time.perf_counter() - start
-    total = torch.tensor([float(samples)], device=device)
-    dist.all_reduce(total)
-    if rank == 0:
-        model.eval()
-        with torch.no_grad():
-            logits = model(torch.from_numpy(X_te).to(device, dtype)).cpu()
-        yv = torch.from_numpy(y_te)
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, args.out_dir / "model.pt")
-        info = {
-            "world_size": world,
-            "backend": backend,
-            "device": str(device),
-            "epochs": args.epochs,
-            "global_batch": B,
-            "per_rank_batch": b,
-            "train_s": elapsed,
-            "samples_per_s": float(total.item()) / elapsed,
-            "val_loss": float(F.cross_entropy(logits, yv)),
-            "val_accuracy": float((logits.argmax(1) == yv).float().mean()),
-        }
-        (args.out_dir / "result.json").write_text(json.dumps(info, indent=2))
+    per_rank: list[Any] = [None] * group_size
+    dist.all_gather_object(per_rank, [elapsed, seen])
+    train_s = max(e for e, _ in per_rank)  # the slowest rank ends the job
+    samples = sum(s["samples"] for _, s in per_rank)
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(X_te).to(device, dtype)).cpu()
+    yv = torch.from_numpy(y_te)
+    info = {
+        "world_size": group_size,  # what torchrun started
+        "ranks_reported": reported,  # [rank, world_size] as init_distributed returned them, by process
+        "backend": str(dist.get_backend()),
+        "device": device.type,
+        "epochs": args.epochs,
+        "global_batch": args.global_batch,
+        "per_rank_batch": max(s["batch"] for _, s in per_rank),
+        "steps_per_rank": [s["steps"] for _, s in per_rank],
+        "train_size": len(data),
+        "samples_per_epoch": samples / max(args.epochs, 1),  # all ranks together
+        "train_s": train_s,
+        "samples_per_s": samples / train_s if train_s > 0 else 0.0,
+        "val_loss": float(F.cross_entropy(logits, yv)),
+        "val_accuracy": float((logits.argmax(1) == yv).float().mean()),
+    }
+    box = [info]
+    dist.broadcast_object_list(box, src=0)  # one result, the same bytes on every rank (whoever writes it)
+    info = box[0]
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    call(code, "save_result", args.out_dir, rank=rank, state_dict=state, info=info)  # the learner's: rank 0 writes
+    if group_rank == 0:
         print(json.dumps(info), flush=True)
     dist.destroy_process_group()
     return 0

@@ -6,9 +6,16 @@ Protocols (the same URLs as KServe on the cluster):
 - V2 (Open Inference Protocol): ``POST /v2/models/NAME/infer``, ``GET /v2/health/ready``,
   ``GET /v2/models/NAME`` (metadata), ``GET /v2/models/NAME/ready``.
 
-A canary revision (``--canary NAME=DIR:PERCENT``) takes that share of NAME's traffic; V2 responses
-name the ``model_version`` that answered. (On the cluster, KServe splits traffic between revisions
-at the ingress; locally the split happens inside this server, with the same observable effect.)
+The protocol is lab 6's exercise: NAME is served by the learner's ``DigitsModel`` (a ``kserve.Model``
+in ``digits_model.py`` at $MLLAB_EXERCISE; lab 6's reference solution when that is unset or has no
+such file). The server gives it ``classify(X)`` and keeps the rest: which version answers, metrics,
+drift, delayed labels.
+
+A canary version (``--canary NAME=DIR:PERCENT``) answers that share of NAME's requests; V2
+responses name the ``model_version`` that answered. The split is made inside this server, locally
+and in the cluster's InferenceService alike: KServe splits traffic between Knative revisions only
+in Serverless mode, and in Standard mode (the kit's) KServe 0.20 runs a ``spec.canary``'s
+Deployment but routes no traffic to it.
 
 Prometheus metrics on ``/metrics`` use the monitoring role's names: ``model_predictions_total``,
 ``model_prediction_latency_seconds``, ``model_prediction_errors_total``, ``model_accuracy`` (fed by

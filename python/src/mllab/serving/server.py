@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextvars
 import random
 import sys
 import threading
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mllab.serving.protocol import BadRequest, parse_v1, parse_v2_input, v1_response
+from mllab.serving.protocol import BadRequest
 
 WINDOW = 300  # live inputs kept for drift (PSI) per model
 MIN_WINDOW = 100  # no PSI before this many inputs
@@ -68,33 +69,56 @@ def _load_kserve() -> Any:
     return kserve
 
 
+def model_code() -> Any:
+    """The module whose `DigitsModel` (a `kserve.Model` with `predict`) the server serves: the
+    learner's digits_model.py (lab 6's exercise, at $MLLAB_EXERCISE), else lab 6's reference."""
+    from mllab.exercise import ExerciseError, from_env
+
+    code = from_env("digits_model", required=("DigitsModel",), default_lab=6)
+    kserve = _load_kserve()
+    if not (isinstance(code.DigitsModel, type) and issubclass(code.DigitsModel, kserve.Model)):
+        raise ExerciseError(
+            f"{Path(code.__file__ or 'digits_model.py').name}: DigitsModel is not a subclass of kserve.Model",
+            "keep `class DigitsModel(kserve.Model)` of the starter file",
+        )
+    return code
+
+
+_REQUEST: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("mllab_request")
+
+
 def build_models(name: str, model_dir: Path, canary: tuple[Path, int] | None, metrics: Metrics, seed: int = 0):
+    """NAME's model (the learner's `DigitsModel`, given `classify`, the revisions and the canary
+    split) and NAME-feedback (delayed labels). The kit's part: which revision answers, metrics,
+    the drift window, and the record of served predictions; the protocol is the learner's."""
     kserve = _load_kserve()
     from kserve.errors import InvalidInput
-    from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+    from kserve.protocol.infer_type import InferRequest
 
     from mllab.data import to_images
     from mllab.drift import psi
     from mllab.model import predict_proba
 
-    class DigitsModel(kserve.Model):
+    Learner = model_code().DigitsModel
+
+    class DigitsModel(Learner):  # type: ignore[misc,valid-type]
         def __init__(self) -> None:
-            super().__init__(name)
-            self.stable: Revision | None = None
-            self.canary: Revision | None = None
-            self.canary_percent = canary[1] if canary else 0
-            self.rng = random.Random(seed)
-            self.lock = threading.Lock()
-            self.window: collections.deque[np.ndarray] = collections.deque(maxlen=WINDOW)
-            self.served: collections.OrderedDict[str, tuple[str, np.ndarray]] = collections.OrderedDict()
-            self.outcomes: dict[str, collections.deque[bool]] = collections.defaultdict(
+            Learner.__init__(self, name)
+            self._stable: Revision | None = None
+            self._canary: Revision | None = None
+            self._canary_percent = canary[1] if canary else 0
+            self._rng = random.Random(seed)
+            self._lock = threading.Lock()
+            self._window: collections.deque[np.ndarray] = collections.deque(maxlen=WINDOW)
+            self._served: collections.OrderedDict[str, tuple[str, np.ndarray]] = collections.OrderedDict()
+            self._outcomes: dict[str, collections.deque[bool]] = collections.defaultdict(
                 lambda: collections.deque(maxlen=ACCURACY_WINDOW)
             )
 
         def load(self) -> bool:
-            self.stable = Revision(model_dir)
+            self._stable = Revision(model_dir)
             if canary:
-                self.canary = Revision(canary[0])
+                self._canary = Revision(canary[0])
             self.ready = True
             return self.ready
 
@@ -108,72 +132,80 @@ def build_models(name: str, model_dir: Path, canary: tuple[Path, int] | None, me
             ]
 
         def _pick(self) -> Revision:
-            assert self.stable is not None
-            if self.canary is not None and self.rng.random() * 100 < self.canary_percent:
-                return self.canary
-            return self.stable
+            assert self._stable is not None
+            if self._canary is not None and self._rng.random() * 100 < self._canary_percent:
+                return self._canary
+            return self._stable
 
-        def _observe(self, rev: Revision, X: np.ndarray, labels: np.ndarray, request_id: str) -> None:
-            with self.lock:
-                self.served[request_id] = (rev.version, labels)
-                while len(self.served) > 10_000:
-                    self.served.popitem(last=False)
-                if rev.reference is None:
-                    return
-                self.window.extend(X)
-                if len(self.window) >= MIN_WINDOW:
-                    live = np.asarray(self.window)
-                    for j in range(live.shape[1]):
-                        metrics.psi.labels(name, f"pixel_{j}").set(psi(rev.reference[:, j], live[:, j]))
+        def classify(self, X: Any) -> tuple[str, np.ndarray]:
+            """The learner's predict calls this: X [n, 64] -> (the version that answers, probabilities [n, 10])."""
+            X = np.asarray(X, dtype=np.float32)
+            if X.ndim != 2 or X.shape[1] != 64 or len(X) == 0:
+                raise ValueError(f"classify() takes the pixels as an array of shape [n, 64], got {list(X.shape)}")
+            rev = self._pick()
+            probs = predict_proba(rev.model, to_images(X))
+            record = _REQUEST.get(None)
+            if record is not None:
+                record.update(rev=rev, X=X, labels=probs.argmax(1))
+            return rev.version, probs
 
-        async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        async def __call__(self, body: Any, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
             start = time.perf_counter()
-            v2 = isinstance(payload, InferRequest)
+            if isinstance(body, InferRequest) and not body.id:
+                body.id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
+            record: dict[str, Any] = {}
+            token = _REQUEST.set(record)
             try:
-                if v2:
-                    if not payload.inputs:
-                        raise BadRequest("a V2 request needs at least one input tensor")
-                    t = payload.inputs[0]
-                    X = parse_v2_input(t.name, t.datatype, list(t.shape), t.data)
-                else:
-                    X = parse_v1(payload)
+                result = await super().__call__(body, headers, **kwargs)
             except BadRequest as exc:
                 metrics.errors.labels(name).inc()
                 raise InvalidInput(str(exc)) from None
-            rev = self._pick()
-            probs = predict_proba(rev.model, to_images(X))
-            labels = probs.argmax(1)
-            request_id = (payload.id if v2 else None) or (headers or {}).get("x-request-id") or uuid.uuid4().hex
-            self._observe(rev, X, labels, request_id)
-            metrics.predictions.labels(name, rev.version).inc(len(labels))
+            except Exception:
+                metrics.errors.labels(name).inc()
+                raise
+            finally:
+                _REQUEST.reset(token)
+            if "rev" in record:
+                rev = record["rev"]
+                if isinstance(body, InferRequest):
+                    request_id = str(body.id)
+                else:
+                    request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
+                self._observe(rev, record["X"], record["labels"], request_id)
+                metrics.predictions.labels(name, rev.version).inc(len(record["labels"]))
             metrics.latency.labels(name).observe(time.perf_counter() - start)
-            if not v2:
-                return v1_response(labels)
-            outputs = [
-                InferOutput("predictions", [len(labels)], "INT64", data=[int(v) for v in labels]),
-                InferOutput("probabilities", list(probs.shape), "FP32", data=probs.astype(np.float32).ravel().tolist()),
-            ]
-            return InferResponse(
-                response_id=request_id, model_name=name, model_version=rev.version, infer_outputs=outputs
-            )
+            return result
+
+        def _observe(self, rev: Revision, X: np.ndarray, labels: np.ndarray, request_id: str) -> None:
+            with self._lock:
+                self._served[request_id] = (rev.version, labels)
+                while len(self._served) > 10_000:
+                    self._served.popitem(last=False)
+                if rev.reference is None:
+                    return
+                self._window.extend(X)
+                if len(self._window) >= MIN_WINDOW:
+                    live = np.asarray(self._window)
+                    for j in range(live.shape[1]):
+                        metrics.psi.labels(name, f"pixel_{j}").set(psi(rev.reference[:, j], live[:, j]))
 
         def feedback(self, items: Any) -> list[dict[str, Any]]:
             if not isinstance(items, list) or not items:
                 raise BadRequest('feedback needs {"instances": [{"id": "<request id>", "labels": [..]}]}')
             out = []
-            with self.lock:
+            with self._lock:
                 for i, item in enumerate(items):
                     if not isinstance(item, dict) or "id" not in item or "labels" not in item:
                         raise BadRequest(f"feedback instance {i} needs 'id' (a prediction's request id) and 'labels'")
                     rid = str(item["id"])
-                    if rid not in self.served:
+                    if rid not in self._served:
                         raise BadRequest(f"unknown request id {rid!r}: send labels for ids of served predictions")
-                    version, predicted = self.served[rid]
+                    version, predicted = self._served[rid]
                     truth = np.asarray(item["labels"]).reshape(-1)
                     if truth.size != predicted.size:
                         raise BadRequest(f"request {rid!r} had {predicted.size} predictions, got {truth.size} labels")
-                    self.outcomes[version].extend((predicted == truth).tolist())
-                    acc = float(np.mean(self.outcomes[version]))
+                    self._outcomes[version].extend((predicted == truth).tolist())
+                    acc = float(np.mean(self._outcomes[version]))
                     metrics.accuracy.labels(name, version).set(acc)
                     metrics.labels.labels(name).inc(truth.size)
                     out.append({"id": rid, "model_version": version, "accuracy": acc})
@@ -237,10 +269,16 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(canaries) - {n for n, _ in args.model})
     if unknown:
         p.error(f"--canary for {unknown} but no --model with that name")
+    from mllab.exercise import ExerciseError
+
     metrics = Metrics()
     models = []
-    for name, path in args.model:
-        models += build_models(name, path, canaries.get(name), metrics, seed=args.seed)
+    try:
+        for name, path in args.model:
+            models += build_models(name, path, canaries.get(name), metrics, seed=args.seed)
+    except ExerciseError as exc:  # the learner's digits_model.py cannot be served: say why, in the log
+        print(f"error: {exc.message}\nfix: {exc.fix}", file=sys.stderr, flush=True)
+        return exc.exit_code
     kserve.ModelServer(
         http_port=args.http_port, enable_grpc=False, workers=1, grace_period=2, enable_latency_logging=False
     ).start(models)

@@ -8,6 +8,7 @@ TODOs, then `mllab run 2` and `mllab check 2`.
 
 import os  # noqa: F401  (you will need it)
 import random  # noqa: F401
+
 import numpy as np  # noqa: F401
 import torch
 
