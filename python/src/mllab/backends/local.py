@@ -66,7 +66,8 @@ class LocalBackend(Backend):
 
         super().bind(lab, console, exercise)
         if exercise is not None:
-            self._saved_exercise_env = os.environ.get(EXERCISE_ENV)
+            if not hasattr(self, "_saved_exercise_env"):  # bound again: close() still restores the first
+                self._saved_exercise_env = os.environ.get(EXERCISE_ENV)
             os.environ[EXERCISE_ENV] = str(exercise)
 
     # --- tracking ------------------------------------------------------------------------
