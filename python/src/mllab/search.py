@@ -1,113 +1,32 @@
-"""Katib-style random search: a search space, parallel trials, an objective with a goal, a failure budget.
+"""A Katib-style experiment on Optuna's samplers: parallel trials, an objective with a goal, a failure budget.
 
-The space uses Katib's vocabulary::
+The search space is a function of an Optuna trial (define-by-run), as in Optuna's own examples::
 
-    {"name": "learning_rate", "parameterType": "double",
-     "feasibleSpace": {"min": "0.01", "max": "0.5", "distribution": "logUniform"}}
+    def search_space(trial):
+        return {"learning_rate": trial.suggest_float("learning_rate", 0.01, 0.5, log=True), ...}
 
-`parameterType` is int, double or categorical (`feasibleSpace: {"list": [...]}`); `distribution`
-is uniform (default) or logUniform. The experiment stops when the goal is reached (Succeeded),
-when maxTrialCount trials have finished (Succeeded), or when more than maxFailedTrialCount trials
-have failed (Failed).
+The trials are drawn through Optuna's ask/tell interface, in batches: a batch of trials is asked,
+run on an executor (worker processes; on the cluster, one Indexed Job per batch), and every result
+is told before the next batch is asked. TPE (Katib's algorithmName `tpe`) asks `parallel` trials
+at a time, so each batch learns from every earlier result; random search's draws never depend on a
+result, so it asks the whole budget at once (one Indexed Job on the cluster). The same seed gives
+the same trials, however fast each one ran.
+
+The experiment stops when the goal is reached (Succeeded: running trials finish, no new one
+starts), when maxTrialCount trials have finished (Succeeded), or when more than
+maxFailedTrialCount trials have failed (Failed).
 """
 
 from __future__ import annotations
 
 import math
-import random
+import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Parameter:
-    name: str
-    type: str  # int | double | categorical
-    min: float | None = None
-    max: float | None = None
-    log: bool = False
-    choices: tuple[Any, ...] = ()
-
-    @classmethod
-    def from_katib(cls, spec: dict[str, Any]) -> Parameter:
-        name = spec.get("name")
-        if not name:
-            raise ValueError(f"a parameter needs a name: {spec!r}")
-        ptype = spec.get("parameterType")
-        fs = spec.get("feasibleSpace") or {}
-        if ptype == "categorical":
-            choices = tuple(fs.get("list") or ())
-            if not choices:
-                raise ValueError(f"parameter {name!r}: categorical needs feasibleSpace.list with at least one value")
-            return cls(name, ptype, choices=choices)
-        if ptype not in ("int", "double"):
-            raise ValueError(f"parameter {name!r}: parameterType {ptype!r} is not int, double or categorical")
-        try:
-            lo, hi = float(fs["min"]), float(fs["max"])
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"parameter {name!r}: feasibleSpace needs numeric min and max, got {fs!r}") from None
-        dist = fs.get("distribution", "uniform")
-        if dist not in ("uniform", "logUniform"):
-            raise ValueError(f"parameter {name!r}: distribution {dist!r} is not uniform or logUniform")
-        if lo > hi:
-            raise ValueError(f"parameter {name!r}: min {lo} is greater than max {hi}")
-        if dist == "logUniform" and lo <= 0:
-            raise ValueError(f"parameter {name!r}: logUniform needs min > 0, got {lo}")
-        if ptype == "int" and (lo != int(lo) or hi != int(hi)):
-            raise ValueError(f"parameter {name!r}: int bounds must be integers, got {lo}..{hi}")
-        return cls(name, ptype, lo, hi, log=dist == "logUniform")
-
-    def sample(self, rng: random.Random) -> Any:
-        if self.type == "categorical":
-            return rng.choice(self.choices)
-        assert self.min is not None and self.max is not None
-        if self.type == "int":
-            if self.log:  # uniform in log space, then rounded: small values as likely as in Katib
-                return int(
-                    min(
-                        self.max,
-                        max(self.min, round(math.exp(rng.uniform(math.log(self.min), math.log(self.max + 1) - 1e-12)))),
-                    )
-                )
-            return rng.randint(int(self.min), int(self.max))
-        if self.log:
-            return math.exp(rng.uniform(math.log(self.min), math.log(self.max)))
-        return rng.uniform(self.min, self.max)
-
-    def contains(self, value: Any) -> bool:
-        if self.type == "categorical":
-            return value in self.choices
-        assert self.min is not None and self.max is not None
-        v = float(value)
-        if self.type == "int" and v != int(v):
-            return False
-        return self.min <= v <= self.max
-
-
-@dataclass
-class SearchSpace:
-    parameters: list[Parameter]
-
-    @classmethod
-    def from_katib(cls, specs: list[dict[str, Any]]) -> SearchSpace:
-        params = [Parameter.from_katib(s) for s in specs]
-        names = [p.name for p in params]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate parameter names: {dupes}")
-        if not params:
-            raise ValueError("the search space is empty")
-        return cls(params)
-
-    def sample(self, rng: random.Random) -> dict[str, Any]:
-        return {p.name: p.sample(rng) for p in self.parameters}
-
-    def contains(self, assignment: dict[str, Any]) -> bool:
-        return set(assignment) == {p.name for p in self.parameters} and all(
-            p.contains(assignment[p.name]) for p in self.parameters
-        )
+ALGORITHMS = ("tpe", "random")  # Katib's algorithmName values this kit runs (Optuna's samplers)
 
 
 @dataclass
@@ -132,23 +51,57 @@ class Objective:
 @dataclass
 class Trial:
     name: str
-    params: dict[str, Any]
+    params: dict[str, Any]  # what the space function returned: what the trial runs with
+    number: int = 0  # Optuna's trial number
+    drawn: dict[str, Any] = field(default_factory=dict)  # what the sampler drew (optuna's trial.params)
+    distributions: dict[str, str] = field(default_factory=dict)  # name -> optuna distribution, as JSON
     status: str = "Pending"  # Succeeded | Failed
     value: float | None = None
     error: str = ""
 
 
+def sampler(algorithm: str, seed: int, startup_trials: int = 10) -> Any:
+    """Optuna's sampler for Katib's algorithmName: `tpe` (random for the first `startup_trials`
+    trials, then a model of where the good ones were) or `random`."""
+    import optuna
+
+    if algorithm == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials)
+    if algorithm == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"algorithm {algorithm!r} is not one of {', '.join(ALGORITHMS)}")
+
+
+def contains(distribution: str, value: Any) -> bool:
+    """Whether `value` lies in an Optuna distribution (given as JSON, as Trial.distributions holds it)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution, json_to_distribution
+
+    d = json_to_distribution(distribution)
+    if isinstance(d, CategoricalDistribution):
+        return value in d.choices
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(d, IntDistribution):
+        return value == int(value) and d.low <= value <= d.high
+    assert isinstance(d, FloatDistribution)
+    return math.isfinite(value) and d.low <= value <= d.high
+
+
 @dataclass
 class Experiment:
-    space: SearchSpace
+    space: Callable[[Any], dict[str, Any]]  # an optuna trial -> the trial's parameters
     objective: Objective
+    algorithm: str = "tpe"
     max_trials: int = 12
     parallel: int = 2
     max_failed: int = 3
     seed: int = 42
-    trials: list[Trial] = field(default_factory=list)
+    startup_trials: int = 4  # TPE: random trials before the model (Optuna's n_startup_trials)
+    trials: list[Trial] = field(default_factory=list)  # the trials that ran, in the order they started
+    jobs: list[dict[str, Any]] = field(default_factory=list)  # planning executors: {"ref", "trials"}
     status: str = "Created"
     reason: str = ""
+    study: Any = None  # the optuna Study, once run
 
     def __post_init__(self) -> None:
         for name in ("max_trials", "parallel"):
@@ -156,6 +109,8 @@ class Experiment:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_failed < 0:
             raise ValueError(f"max_failed must be >= 0, got {self.max_failed}")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm {self.algorithm!r} is not one of {', '.join(ALGORITHMS)}")
 
     @property
     def best(self) -> Trial | None:
@@ -166,54 +121,119 @@ class Experiment:
                 best = t
         return best
 
+    @property
+    def batch_size(self) -> int:
+        """How many trials are asked before the next result is told."""
+        return self.max_trials if self.algorithm == "random" else self.parallel
+
+    def _ask(self, n: int) -> list[tuple[Any, Trial]]:
+        from optuna.distributions import distribution_to_json
+        from optuna.trial import TrialState
+
+        batch = []
+        for _ in range(n):
+            ot = self.study.ask()
+            try:
+                params = self.space(ot)
+                if not isinstance(params, dict) or not params:
+                    raise TypeError(
+                        f"the search space returned {type(params).__name__} {params!r}, not a dict of parameters"
+                    )
+            except BaseException:
+                self.study.tell(ot, state=TrialState.FAIL)
+                raise
+            trial = Trial(
+                f"trial-{ot.number + 1:03d}",
+                dict(params),
+                number=ot.number,
+                drawn=dict(ot.params),
+                distributions={k: distribution_to_json(d) for k, d in ot.distributions.items()},
+            )
+            batch.append((ot, trial))
+        return batch
+
     def run(
         self,
-        executor: Executor,
+        executor: Callable[[int], Executor],
         fn: Callable[..., float],
         on_done: Callable[[Trial], None] | None = None,
         **kwargs: Any,
     ) -> Experiment:
         """Run trials `fn(params, trial_name=..., **kwargs) -> objective value` until a stop condition.
 
-        Random search draws every trial's parameters up front (the same draws, in the same order,
-        as one at a time); an executor with a `prepare(fn, calls)` method gets them all before the
-        first submit (the k8s backend runs them as one Indexed Job)."""
-        rng = random.Random(self.seed)
-        plan = [Trial(f"trial-{i + 1:03d}", self.space.sample(rng)) for i in range(self.max_trials)]
-        prepare = getattr(executor, "prepare", None)
-        if prepare is not None:
-            prepare(fn, [((t.params,), {"trial_name": t.name, **kwargs}) for t in plan])
-        running: dict[Future[float], Trial] = {}
-        submitted = 0
-        stop = False
+        `executor(max_workers)` opens where the trials run (a backend's `executor`). One that plans
+        (has `prepare(fn, calls)`, the k8s backend's: one Indexed Job) is given every trial of a
+        batch before the first submit, and a fresh one runs each batch; any other is used for all."""
+        import optuna
+        from optuna.trial import TrialState
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        with warnings.catch_warnings():  # TPE's constant liar (on by default) is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.study = optuna.create_study(
+                direction=self.objective.type, sampler=sampler(self.algorithm, self.seed, self.startup_trials)
+            )
+        pool: Executor | None = None
+        stop, asked = False, 0
         self.status = "Running"
-        while running or (not stop and submitted < self.max_trials):
-            while not stop and submitted < self.max_trials and len(running) < self.parallel:
-                trial = plan[submitted]
-                self.trials.append(trial)
-                running[executor.submit(fn, trial.params, trial_name=trial.name, **kwargs)] = trial
-                submitted += 1
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in done:
-                trial = running.pop(fut)
-                try:
-                    trial.value = float(fut.result())
-                    trial.status = "Succeeded"
-                except Exception as exc:
-                    trial.status, trial.error = "Failed", f"{type(exc).__name__}: {exc}"
-                if on_done:
-                    on_done(trial)
-                failed = sum(t.status == "Failed" for t in self.trials)
-                if failed > self.max_failed and not stop:
-                    stop = True
-                    self.status, self.reason = (
-                        "Failed",
-                        f"{failed} trials failed (maxFailedTrialCount {self.max_failed})",
-                    )
-                elif trial.value is not None and self.objective.reached(trial.value) and not stop:
-                    stop = True
-                    self.status = "Succeeded"
-                    self.reason = f"goal reached: {self.objective.metric} {trial.value:.4f} by {trial.name}"
+        try:
+            while not stop and asked < self.max_trials:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    batch = self._ask(min(self.batch_size, self.max_trials - asked))
+                asked += len(batch)
+                if pool is None or hasattr(pool, "prepare"):  # a planning executor runs one batch
+                    if pool is not None:
+                        pool.shutdown(wait=True)
+                    pool = executor(self.parallel)
+                    prepare = getattr(pool, "prepare", None)
+                    if prepare is not None:
+                        got = prepare(fn, [((t.params,), {"trial_name": t.name, **kwargs}) for _, t in batch])
+                        self.jobs.append({"ref": getattr(pool, "ref", "") or str(got or ""), "trials": []})
+                queue = list(batch)
+                running: dict[Future[float], tuple[Any, Trial]] = {}
+                while running or (queue and not stop):
+                    while queue and not stop and len(running) < self.parallel:
+                        ot, trial = queue.pop(0)
+                        self.trials.append(trial)
+                        if self.jobs and hasattr(pool, "prepare"):
+                            self.jobs[-1]["trials"].append(trial.name)
+                        running[pool.submit(fn, trial.params, trial_name=trial.name, **kwargs)] = (ot, trial)
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in sorted(done, key=lambda f: running[f][1].number):
+                        ot, trial = running.pop(fut)
+                        try:
+                            value = float(fut.result())
+                            if not math.isfinite(value):
+                                raise ValueError(f"the objective returned {value}")
+                            trial.value, trial.status = value, "Succeeded"
+                            self.study.tell(ot, value)
+                        except Exception as exc:
+                            trial.status, trial.error = "Failed", f"{type(exc).__name__}: {exc}"
+                            self.study.tell(ot, state=TrialState.FAIL)
+                        if on_done:
+                            on_done(trial)
+                        failed = sum(t.status == "Failed" for t in self.trials)
+                        if stop:
+                            continue
+                        if failed > self.max_failed:
+                            stop = True
+                            self.status = "Failed"
+                            self.reason = f"{failed} trials failed (maxFailedTrialCount {self.max_failed})"
+                        elif trial.value is not None and self.objective.reached(trial.value):
+                            stop = True
+                            self.status = "Succeeded"
+                            op = ">=" if self.objective.type == "maximize" else "<="
+                            self.reason = (
+                                f"goal reached: {self.objective.metric} {trial.value:.4f} {op} {self.objective.goal} "
+                                f"by {trial.name}"
+                            )
+                for ot, _ in queue:  # asked but never started: the experiment stopped first
+                    ot.set_user_attr("mllab.not_run", True)
+                    self.study.tell(ot, state=TrialState.FAIL)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         if self.status == "Running":
             self.status, self.reason = "Succeeded", f"maxTrialCount {self.max_trials} reached"
         return self

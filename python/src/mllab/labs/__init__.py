@@ -61,8 +61,8 @@ LABS: tuple[LabInfo, ...] = (
     LabInfo(
         4,
         "hyperparameter-search",
-        "Hyperparameter search (Katib-style)",
-        "Random search over int/float/log ranges, parallel trials, a goal and a failure budget.",
+        "Hyperparameter search (Optuna; Katib-style trials)",
+        "Optuna TPE/random search over your search space and objective: parallel trials, a goal, a failure budget.",
         ("mlflow", "job"),
     ),
     LabInfo(
