@@ -11,7 +11,7 @@ from exercise_cases import assert_fails_naming, assert_passes, failing, run_case
 
 
 @pytest.fixture(autouse=True)
-def _tracking(mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def _tracking(home: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
 
 
