@@ -91,7 +91,7 @@ def test_ctrl_c_stops_every_child_and_keeps_no_partial_run(home: Path) -> None:
 @pytest.mark.timeout(900)
 # The reference run of each lab is its exercise's "solution" case (test_exercise_labNN.py); lab 1's
 # stays here for the GPU-or-skipped rule below.
-@pytest.mark.parametrize("number", [1, 7, 8])
+@pytest.mark.parametrize("number", [1])
 def test_lab_run_and_check(number: int, home: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from mllab.labs import get_lab
     from mllab.runner import check_lab, run_lab

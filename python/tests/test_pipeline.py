@@ -105,3 +105,59 @@ def test_the_step_entry_point_names_a_missing_input(tmp_path: Path) -> None:
     assert f"input 'preprocess' is missing at {tmp_path / 'nowhere'}" in proc.stderr
     proc = run_step_entry("--fn", "mllab.labs.lab08_pipeline:preprocess", "--out", str(tmp_path), "--input", "x")
     assert proc.returncode == 2 and "--input 'x' is not NAME=DIR" in proc.stderr
+
+
+def test_lab8_an_overfit_config_aces_training_and_fails_the_held_out_test(tmp_path: Path) -> None:
+    """The lab's overfit candidate: fit on 40 digits, training accuracy 1.0, held-out accuracy far
+    below the gate's 0.9; a gate on the wrong metric would deploy it."""
+    from mllab.labs.lab08_pipeline import CONFIGS, evaluate_step, preprocess, train_step
+
+    pre, tr, ev = tmp_path / "pre", tmp_path / "train", tmp_path / "eval"
+    for d in (pre, tr, ev):
+        d.mkdir()
+    preprocess({}, {"test_size": 0.25}, pre)
+    metrics = train_step({"preprocess": pre}, {**CONFIGS["overfit-config"], "seed": 42, "version": "t"}, tr)
+    assert metrics["train_samples"] == 40 and metrics["train_accuracy"] == 1.0
+    assert sorted(p.name for p in (tr / "model").iterdir()) == ["meta.json", "model.pt", "reference.npy"]
+    held_out = evaluate_step({"preprocess": pre, "train": tr}, {}, ev)
+    assert held_out["n_test"] == 450 and held_out["accuracy"] < 0.85
+
+
+def gate_failures(folder: Path) -> dict[str, str]:
+    from mllab.exercise import load
+    from mllab.labs.lab08_pipeline import probe_gate
+
+    checks = probe_gate(load(folder, "gate"))
+    assert len(checks) == 4
+    return {c.name: f"{c.reason} | {c.hint}" for c in checks if not c.passed}
+
+
+def test_lab8_gate_probe_passes_the_reference_and_names_what_the_others_lack() -> None:
+    from mllab.exercise import solution_dir, starter_dir
+    from mllab.labs import get_lab
+
+    lab = get_lab(8)
+    assert gate_failures(solution_dir(lab)) == {}
+    starter = gate_failures(starter_dir(lab))
+    assert len(starter) == 4  # it deploys everything: no check passes, not even "deploys a good candidate"
+    assert "cannot tell" in starter["the gate deploys a good candidate when nothing is in production"]
+    wrong = gate_failures(Path(__file__).parent / "exercises" / "08-pipeline" / "wrong")
+    assert sorted(wrong) == [
+        "the gate judges the evaluate step's accuracy, not the training accuracy",
+        "the gate refuses a candidate below the threshold",
+    ]
+    assert "train_accuracy" in wrong["the gate judges the evaluate step's accuracy, not the training accuracy"]
+
+
+def test_lab8_gate_that_returns_a_bare_bool_is_named(tmp_path: Path) -> None:
+    (tmp_path / "gate.py").write_text("def should_deploy(candidate, champion, threshold):\n    return True\n")
+    bad = gate_failures_raw(tmp_path)
+    assert list(bad) == ["gate.py: should_deploy() runs and returns (deploy, reason)"]
+    assert "returned True, not (deploy, reason)" in bad["gate.py: should_deploy() runs and returns (deploy, reason)"]
+
+
+def gate_failures_raw(folder: Path) -> dict[str, str]:
+    from mllab.exercise import load
+    from mllab.labs.lab08_pipeline import probe_gate
+
+    return {c.name: f"{c.reason} | {c.hint}" for c in probe_gate(load(folder, "gate")) if not c.passed}

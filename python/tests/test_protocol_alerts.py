@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,3 +117,128 @@ def test_alert_conditions_mirror_the_monitoring_role() -> None:
     rules = (role / "templates" / "monitoring.yaml.j2").read_text()
     for metric in ("model_accuracy", "model_prediction_latency_seconds_bucket", "model_feature_psi"):
         assert metric in rules, f"{metric} is not used by the monitoring role's rules any more"
+
+
+# --- lab 7: the learner's drift rule (drift_alert.yaml) -----------------------------------------
+
+DRIFT_RULE = "max by (model_name, feature) (model_feature_psi) > 0.2"
+
+
+def rule_file(tmp_path: Path, expr: str = DRIFT_RULE, for_: str = "5m") -> Path:
+    from mllab.exercise import solution_dir
+    from mllab.labs import get_lab
+
+    text = (solution_dir(get_lab(7)) / "drift_alert.yaml").read_text()
+    assert f"expr: {DRIFT_RULE}" in text and "for: 5m" in text
+    path = tmp_path / "drift_alert.yaml"
+    path.write_text(text.replace(f"expr: {DRIFT_RULE}", f"expr: {expr}").replace("for: 5m", f"for: {for_}"))
+    return path
+
+
+def test_durations_and_rule_files(tmp_path: Path) -> None:
+    from mllab.alerts import RuleError, load_rule, parse_duration
+
+    assert [parse_duration(d) for d in ("5m", "0", "0s", "1h30m", "90s")] == [300, 0, 0, 5400, 90]
+    with pytest.raises(RuleError, match="not a Prometheus duration"):
+        parse_duration("5 minutes")
+    rule = load_rule(rule_file(tmp_path))
+    assert (rule.alert, rule.expr, rule.for_s, rule.labels["severity"]) == (
+        "ModelFeatureDrift",
+        DRIFT_RULE,
+        300,
+        "warning",
+    )
+    (tmp_path / "bad.yaml").write_text("groups:\n  - name: x\n    rules:\n      - alert: Other\n        expr: up\n")
+    with pytest.raises(RuleError, match="no alerting rule `alert: ModelFeatureDrift`"):
+        load_rule(tmp_path / "bad.yaml")
+    (tmp_path / "bad.yaml").write_text("groups: [\n")
+    with pytest.raises(RuleError, match="not valid YAML"):
+        load_rule(tmp_path / "bad.yaml")
+
+
+def test_the_promql_subset_on_a_scrape() -> None:
+    from mllab.alerts import Rule, RuleError, instant_alerts, parse_promql
+
+    samples = scrape(0.7, 0.9, {"0.5": 1, "1.0": 1, "2.5": 1, "+Inf": 1}).samples  # PSI 0.9 and 0.09
+
+    def fired(expr: str) -> list[dict[str, str]]:
+        return [lab for lab, _ in instant_alerts(Rule("A", expr, 0, {"severity": "x"}), samples)]
+
+    assert [a["feature"] for a in fired(DRIFT_RULE)] == ["pixel_0"]
+    assert fired(DRIFT_RULE)[0] == {"model_name": "m", "feature": "pixel_0", "severity": "x", "alertname": "A"}
+    assert len(fired("model_feature_psi > bool 0.2")) == 2  # bool: every series, 1 or 0
+    assert [a["feature"] for a in fired('0.2 > model_feature_psi{feature=~"pixel_.*"}')] == ["pixel_1"]
+    assert fired("max(model_feature_psi) by (model_name) < 0.2") == []
+    assert len(fired("min by (model_name) (model_accuracy) < 0.85")) == 1
+    assert fired("count without (feature) (model_feature_psi) == 2")[0]["model_name"] == "m"
+    assert fired("vector(0) > 1") == []
+    for expr, message in [
+        ("rate(model_feature_psi[5m]) > 1", "outside what the lab evaluates"),
+        ("model_feature_psi > 0.2 and model_accuracy < 0.85", "outside what the lab evaluates"),
+        ("max by (model_name (model_feature_psi) > 0.2", "label name"),
+    ]:
+        with pytest.raises(RuleError, match=message):
+            parse_promql(expr)
+
+
+SERIES_HIGH = [("model_feature_psi", {"model_name": "d", "feature": "pixel_3"}, [0.3] * 21)]
+SERIES_BLIP = [("model_feature_psi", {"model_name": "d", "feature": "pixel_3"}, [0.05, 0.05, 0.6, 0.6] + [0.05] * 17)]
+
+
+@pytest.mark.parametrize(
+    ("expr", "for_", "series", "at_s", "fires"),
+    [
+        (DRIFT_RULE, "5m", SERIES_HIGH, 240, False),  # pending
+        (DRIFT_RULE, "5m", SERIES_HIGH, 300, True),
+        (DRIFT_RULE, "5m", SERIES_BLIP, 240, False),  # a blip never lasts 5m
+        (DRIFT_RULE, "0m", SERIES_BLIP, 150, True),
+        (DRIFT_RULE, "0m", SERIES_BLIP, 300, False),  # resolved
+        ("max by (model_name, feature) (model_feature_psi) < 0.2", "5m", SERIES_HIGH, 600, False),
+        ("max by (model_name, feature) (model_feature_psi) > 0.2", "1h", SERIES_HIGH, 600, False),
+    ],
+)
+def test_the_lab_evaluator_and_promtool_agree(
+    tmp_path: Path, expr: str, for_: str, series: list, at_s: int, fires: bool
+) -> None:
+    import shutil
+
+    from mllab.alerts import load_rule, rule_fires
+
+    path = rule_file(tmp_path, expr, for_)
+    rule = load_rule(path)
+    assert rule_fires(path, rule, series, at_s, use_promtool=False) is fires
+    if shutil.which("promtool"):
+        assert rule_fires(path, rule, series, at_s) is fires
+
+
+@pytest.mark.parametrize("with_promtool", [True, False])
+def test_rule_probe_names_what_is_wrong(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_promtool: bool) -> None:
+    import shutil
+
+    from mllab import alerts
+    from mllab.labs.lab07_monitoring_drift import probe_rule
+
+    if with_promtool and not shutil.which("promtool"):
+        pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
+    if not with_promtool:
+        monkeypatch.setattr(alerts, "promtool", lambda: None)
+
+    def bad(expr: str = DRIFT_RULE, for_: str = "5m") -> dict[str, str]:
+        folder = tmp_path / f"case{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        checks = probe_rule(rule_file(folder, expr, for_))
+        engines = [("promtool test rules" in c.reason) for c in checks if "fires when" in c.name]
+        assert engines in ([], [with_promtool])  # promtool grades the rule where it is installed
+        return {c.name: f"{c.reason} | {c.hint}" for c in checks if not c.passed}
+
+    assert bad() == {}
+    wrong_way = bad("max by (model_name, feature) (model_feature_psi) < 0.2")
+    assert "wrong way round" in wrong_way["the drift alert fires when PSI stays above 0.2"]
+    assert "wrong way round" in wrong_way["the drift alert stays silent below the threshold"]
+    assert list(bad(for_="0m")) == ["the drift alert waits 5m before firing (for:)"]
+    assert list(bad(DRIFT_RULE.replace("0.2", "0.1"))) == ["the drift alert stays silent below the threshold"]
+    other = bad("min by (model_name) (model_accuracy) < 0.85")
+    assert "the drift rule reads the server's PSI gauge (model_feature_psi)" in other
+    assert "does not read model_feature_psi" in other["the drift alert fires when PSI stays above 0.2"]
+    syntax = bad("max by (model_name, feature (model_feature_psi) > 0.2")
+    assert list(syntax) == ["drift_alert.yaml is a rule file with the ModelFeatureDrift alert"]

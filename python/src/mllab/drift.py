@@ -1,47 +1,55 @@
 """Drift statistics per feature: Population Stability Index (PSI) and Kolmogorov-Smirnov.
 
-PSI bins each feature on the reference's quantiles (right-closed bins, open at both ends, so a
-constant reference feature still detects a move) and sums (a - e) * ln(a / e) over the bins, with
-empty bins floored at `eps` and renormalised. Rules of thumb: < 0.1 stable, 0.1-0.2 moderate,
-> 0.2 drift (the monitoring role's ModelFeatureDrift threshold).
+PSI is lab 7's exercise: its code is the learner's `drift.py` (at $MLLAB_EXERCISE, in the model
+server and the lab's jobs), else lab 7's reference solution
+(`mllab/exercises/07-monitoring-drift/solution/drift.py`): the reference's quantile bins, open at
+both ends, shares floored at `eps`, sum of (a - e) * ln(a / e). Rules of thumb: < 0.1 stable,
+0.1-0.2 moderate, > 0.2 drift (the monitoring role's ModelFeatureDrift threshold).
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 PSI_DRIFT = 0.2
 
-
-def bin_edges(reference: np.ndarray, bins: int = 10) -> np.ndarray:
-    ref = np.asarray(reference, dtype=np.float64)
-    if ref.size == 0:
-        raise ValueError("the reference sample is empty")
-    if bins < 1:
-        raise ValueError(f"bins must be >= 1, got {bins}")
-    return np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
+_loaded: dict[tuple[str, int], ModuleType] = {}
 
 
-def proportions(values: np.ndarray, edges: np.ndarray, eps: float = 1e-4) -> np.ndarray:
-    idx = np.searchsorted(edges, np.asarray(values, dtype=np.float64), side="left")  # bin i: (e[i-1], e[i]]
-    counts = np.bincount(idx, minlength=len(edges) + 1).astype(np.float64)
-    p = np.clip(counts / max(1, counts.sum()), eps, None)
-    return p / p.sum()
+def psi_code() -> ModuleType:
+    """The module whose psi() this process uses: the learner's drift.py (lab 7's exercise, at
+    $MLLAB_EXERCISE), else lab 7's reference solution. Loaded once per file (the model server calls
+    psi 64 times per request)."""
+    from mllab.exercise import EXERCISE_ENV, from_env
+
+    folder = os.environ.get(EXERCISE_ENV, "")
+    path = Path(folder) / "drift.py" if folder else None
+    key = (str(path), path.stat().st_mtime_ns if path is not None and path.is_file() else 0)
+    if key not in _loaded:
+        module = from_env("drift", required=("psi",), default_lab=7)
+        assert module is not None
+        _loaded[key] = module
+    return _loaded[key]
 
 
-def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10, eps: float = 1e-4) -> float:
-    if np.asarray(current).size == 0:
-        raise ValueError("the current sample is empty")
-    edges = bin_edges(reference, bins)
-    e, a = proportions(reference, edges, eps), proportions(current, edges, eps)
-    return float(np.sum((a - e) * np.log(a / e)))
+def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10, eps: float = 1e-4, code: Any = None) -> float:
+    """PSI of `current` against `reference` (1-D) with `code`'s psi() (default: `psi_code()`)."""
+    from mllab.exercise import call
+
+    return float(call(code or psi_code(), "psi", reference, current, bins=bins, eps=eps))
 
 
-def psi_per_feature(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> np.ndarray:
+def psi_per_feature(reference: np.ndarray, current: np.ndarray, bins: int = 10, code: Any = None) -> np.ndarray:
     ref, cur = np.asarray(reference), np.asarray(current)
     if ref.ndim != 2 or cur.ndim != 2 or ref.shape[1] != cur.shape[1]:
         raise ValueError(f"need 2-D samples with the same number of features, got {ref.shape} and {cur.shape}")
-    return np.array([psi(ref[:, j], cur[:, j], bins) for j in range(ref.shape[1])])
+    code = code or psi_code()
+    return np.array([psi(ref[:, j], cur[:, j], bins, code=code) for j in range(ref.shape[1])])
 
 
 def ks_statistic(reference: np.ndarray, current: np.ndarray) -> float:

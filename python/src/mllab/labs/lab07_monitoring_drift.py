@@ -1,26 +1,37 @@
 """Lab 7: monitoring and drift.
 
-The model server exports Prometheus metrics (the monitoring role's names). We stream traffic in two
+The learner writes the drift statistic (`drift.py`: psi(), which the model server exports per
+pixel as `model_feature_psi`) and the drift alert (`drift_alert.yaml`, a Prometheus rule). The
+model server exports Prometheus metrics (the monitoring role's names). We stream traffic in two
 phases: first data like the training data, then data from a "new scanner" (a distribution shift).
 Labels arrive late (one batch later) and feed the `model_accuracy` gauge. After each phase we scrape
-/metrics and evaluate the monitoring role's alert conditions; we also compute PSI and KS per feature
-offline. The drift alert triggers lab 2's training job on old + new data, and we compare accuracies.
+/metrics, evaluate the role's accuracy and latency conditions and the learner's drift rule; we also
+compute PSI (the learner's) and KS per feature offline. The learner's drift alert triggers lab 2's
+training job on old + new data, and we compare accuracies.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
+from pathlib import Path
 from typing import Any
 
 from mllab.backends import JobSpec, ServeSpec
 from mllab.errors import JobFailed
 from mllab.labs.base import Check, LabContext
 
+RULE_FILE = "drift_alert.yaml"
+
 HINTS = [
     "Labels arrive late: keep each prediction's request id, and post the labels later to NAME-feedback.",
-    "PSI compares binned proportions: sum((live - ref) * ln(live / ref)); above 0.2 is drift.",
-    "KS compares whole distributions: the largest gap between the two empirical CDFs (scipy.stats.ks_2samp).",
+    "PSI compares binned shares: sum((live - ref) * ln(live / ref)) over the reference's bins; above 0.2 is drift.",
+    "An empty bin makes ln(0): floor every share at eps (np.clip(p, eps, None)) and renormalise, in both samples.",
+    "Every PSI term is >= 0: (a - e) and ln(a / e) always share a sign. A negative PSI has one of them reversed.",
+    "The drift rule: max by (model_name, feature) (model_feature_psi) > 0.2, held `for: 5m` before it fires.",
     "p95 latency comes from histogram buckets: compute it on the requests between two scrapes, like rate().",
+    "KS compares whole distributions: the largest gap between the two empirical CDFs (scipy.stats.ks_2samp).",
     "Retrain on old + new data, then compare the new model with the old one on the new distribution.",
 ]
 
@@ -38,24 +49,331 @@ def stream(client: Any, X: Any, y: Any, prefix: str, batch: int = 10) -> None:
         client.feedback(*pending)
 
 
+# --- the learner's code --------------------------------------------------------------------------
+
+
+def rule_path(ctx: LabContext) -> Path:
+    from mllab.exercise import solution_dir
+
+    return (ctx.exercise or solution_dir(ctx.lab)) / RULE_FILE
+
+
+def learner_rule(path: Path) -> Any:
+    """The ModelFeatureDrift rule of the learner's drift_alert.yaml; ExerciseError naming the problem."""
+    from mllab.alerts import RuleError, load_rule
+    from mllab.exercise import ExerciseError
+
+    try:
+        return load_rule(path)
+    except RuleError as exc:
+        raise ExerciseError(
+            f"{RULE_FILE}: {exc}", f"fix {path} (mllab start 7 --reset-files puts the starter back)"
+        ) from None
+
+
+def drift_alert(path: Path, rule: Any, scrape: Any) -> Any:
+    """The learner's drift rule on one scrape, as an Alert (value: the largest PSI gauge)."""
+    from mllab.alerts import DRIFT_PSI_MAX, Alert, RuleError, scrape_alerts
+    from mllab.exercise import ExerciseError
+
+    try:
+        firing, labels = scrape_alerts(path, rule, scrape.samples)
+    except RuleError as exc:
+        raise ExerciseError(f"{RULE_FILE}: the expression {rule.expr!r}: {exc}", f"fix the `expr:` of {path}") from None
+    psis = [v for lab, v in scrape.get("model_feature_psi") if lab.get("model_name") == "digits"]
+    features = sorted({lab["feature"] for lab in labels if "feature" in lab}, key=lambda f: (len(f), f))
+    return Alert(
+        rule.alert,
+        firing,
+        max(psis, default=0.0),
+        DRIFT_PSI_MAX,
+        {"rule": RULE_FILE, "alerts": str(len(labels)), "features": ",".join(features[:8])},
+    )
+
+
+def independent_psi(reference: Any, current: Any, bins: int = 10, eps: float = 1e-4) -> float:
+    """PSI computed here, apart from the learner's code: the reference's quantile bins, open at both
+    ends, shares floored at eps; PSI = KL(a || e) + KL(e || a) (scipy.stats.entropy)."""
+    import numpy as np
+    from scipy.stats import entropy
+
+    ref, cur = np.asarray(reference, np.float64), np.asarray(current, np.float64)
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
+
+    def shares(x: Any) -> Any:
+        idx = (x[:, None] > edges[None, :]).sum(axis=1)  # bin i holds (edges[i-1], edges[i]]
+        p = np.maximum(np.bincount(idx, minlength=len(edges) + 1) / len(x), eps)
+        return p / p.sum()
+
+    e, a = shares(ref), shares(cur)
+    return float(entropy(a, e) + entropy(e, a))
+
+
+FLOOR_HINT = (
+    "an empty bin gives ln(0) (inf or nan; np.nansum hides the nan, not the inf): floor every share at eps "
+    "(np.clip(p, eps, None)) and renormalise, in both samples; the reference's last bin is always empty"
+)
+SIGN_HINT = (
+    "the PSI is negative: a term's sign is swapped. It is sum((a - e) * ln(a / e)), a the current share and e "
+    "the reference's; (a - e) and ln(a / e) always share a sign, so every term is >= 0"
+)
+
+
+def probe_psi(code: Any) -> list[Check]:
+    """Grade the learner's psi() directly, one property per check, against `independent_psi`."""
+    import warnings
+
+    import numpy as np
+
+    from mllab.exercise import ExerciseError, call
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=1000)
+    cases = {
+        "same": (x, x),
+        "empty": (rng.normal(size=1000), np.full(200, 0.05)),  # everything in one bin
+        "shifted": (rng.normal(0, 1, 2000), rng.normal(1, 1, 1000)),
+        "outside": (np.zeros(500), np.full(100, 4.0)),  # a constant feature that moves
+        "wider": (rng.normal(0, 1, 2000), rng.normal(0.7, 1.3, 1500)),
+        "pixels": (
+            rng.integers(0, 17, 500).astype(float),  # ties, like pixel values
+            np.clip(rng.integers(0, 17, 300) + 3, 0, 16).astype(float),
+        ),
+    }
+    got: dict[str, float] = {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # log(0) warnings: the checks below say it
+            for name, (ref, cur) in cases.items():
+                got[name] = float(call(code, "psi", ref, cur, bins=10, eps=1e-4))
+    except ExerciseError as exc:
+        return [Check("drift.py: psi() runs", False, exc.message, exc.fix)]
+    except (TypeError, ValueError) as exc:
+        return [Check("drift.py: psi() runs", False, f"psi() did not return a number: {exc}", "return a float")]
+    want = {name: independent_psi(ref, cur) for name, (ref, cur) in cases.items()}
+
+    def finite(v: float) -> bool:
+        return math.isfinite(v)
+
+    unwritten = all(v == 0 for v in got.values())
+
+    def why(v: float, fallback: str) -> str:
+        if unwritten:
+            return "psi() returns 0 for every input: complete the TODOs of drift.py"
+        if not finite(v):
+            return FLOOR_HINT
+        if v < 0:
+            return SIGN_HINT
+        return fallback
+
+    checks = []
+    v = got["same"]
+    checks.append(
+        Check(
+            "psi() of a sample against itself is 0",
+            finite(v) and abs(v) < 1e-9 and not unwritten,
+            f"psi(x, x) = {v:.6g}" + (" (cannot tell: psi() returns 0 for every input)" if unwritten else ""),
+            why(v, "the same sample must give 0: compute both shares over the reference's bins (bin_edges(reference))"),
+        )
+    )
+    v = got["empty"]
+    checks.append(
+        Check(
+            "psi() stays finite with empty bins (the eps floor)",
+            finite(v) and v > 1,
+            f"all of the current sample in one bin: psi = {v:.6g} (expected {want['empty']:.4g})",
+            why(v, "floor the shares at eps, then renormalise them to sum to 1"),
+        )
+    )
+    v = got["shifted"]
+    checks.append(
+        Check(
+            "psi() of a shifted distribution is large and positive",
+            finite(v) and v > 0.2,
+            f"N(0, 1) against N(1, 1): psi = {v:.6g} (expected {want['shifted']:.3f}, drift above 0.2)",
+            why(v, "shares, not counts (divide each by its total), and the natural log (np.log)"),
+        )
+    )
+    v = got["outside"]
+    checks.append(
+        Check(
+            "psi() sees a feature move outside the reference's range",
+            finite(v) and v > 1,
+            f"a constant 0 feature that becomes 4: psi = {v:.6g} (expected {want['outside']:.3g})",
+            why(
+                v,
+                "floor the empty bins at eps instead of skipping them: skipping the bins the reference never "
+                "filled hides every value beyond its range",
+            ),
+        )
+    )
+    off = {n: (got[n], want[n]) for n in ("shifted", "wider", "pixels")}
+    bad = {n: gw for n, gw in off.items() if not (finite(gw[0]) and math.isclose(gw[0], gw[1], rel_tol=1e-2))}
+    ratios = [w / g for g, w in bad.values() if finite(g) and g > 0]
+    log_base = next(
+        (
+            name
+            for name, k in (("np.log10", math.log(10)), ("np.log2", math.log(2)))
+            if ratios and all(math.isclose(r, k, rel_tol=2e-2) for r in ratios)
+        ),
+        None,
+    )
+    checks.append(
+        Check(
+            "psi() matches an independent computation",
+            not bad,
+            "; ".join(f"{n}: yours {g:.4g}, independent {w:.4g}" for n, (g, w) in off.items())
+            + " (the reference's quantile bins, shares floored at eps, KL(a||e) + KL(e||a) with scipy)",
+            f"PSI uses the natural log: np.log, not {log_base}"
+            if log_base
+            else why(
+                min((g for g, _ in bad.values()), default=0.0),
+                "both samples' shares over the reference's bins (bin_counts / total), floored at eps and "
+                "renormalised, then sum((a - e) * np.log(a / e))",
+            ),
+        )
+    )
+    return checks
+
+
+def _psi_series(feature: str, values: list[float]) -> tuple[str, dict[str, str], list[float]]:
+    labels = {"namespace": "mllab-labs", "pod": "monitored-0", "model_name": "digits", "feature": feature}
+    return ("model_feature_psi", labels, values)
+
+
+# Synthetic series, one value a minute for 20 minutes, as Prometheus would scrape them from the server.
+DRIFTING = [_psi_series("pixel_3", [0.3] * 21), _psi_series("pixel_4", [0.45] * 21)]
+MODERATE = [
+    _psi_series("pixel_3", [0.15] * 21),
+    _psi_series("pixel_5", [0.02] * 21),
+    ("model_accuracy", {"namespace": "mllab-labs", "model_name": "digits", "model_version": "v1"}, [0.5] * 21),
+]
+
+
+def probe_rule(path: Path) -> list[Check]:
+    """Grade the learner's drift rule: it loads, reads the PSI gauge, fires on a lasting drift, stays
+    silent below the threshold and waits for its `for` (promtool test rules, where installed)."""
+    from mllab.alerts import RuleError, parse_promql, promtool, promtool_check, rule_fires
+    from mllab.exercise import ExerciseError
+
+    tool = promtool()
+    engine = "promtool test rules" if tool else "the lab's evaluator: promtool is not installed"
+    try:
+        rule = learner_rule(path)
+        if tool:
+            ok, out = promtool_check(path)
+            if not ok:
+                lines = [
+                    x.strip() for x in out.splitlines() if x.strip() and not x.startswith(("Checking", "  FAILED"))
+                ]
+                raise RuleError("promtool check rules: " + " ".join(lines)[-400:])
+        else:
+            parse_promql(rule.expr)
+    except (ExerciseError, RuleError) as exc:
+        return [
+            Check(
+                f"{RULE_FILE} is a rule file with the ModelFeatureDrift alert",
+                False,
+                str(exc),
+                f"a Prometheus rule file: groups: [{{name: ..., rules: [{{alert: ModelFeatureDrift, expr: ..., "
+                f"for: 5m}}]}}]; fix {path}",
+            )
+        ]
+    checks = [
+        Check(
+            f"{RULE_FILE} is a rule file with the ModelFeatureDrift alert",
+            True,
+            f"expr: {rule.expr}; for: {rule.for_s:g}s" + (" (promtool check rules: SUCCESS)" if tool else ""),
+        )
+    ]
+    reads = re.search(r"(?<![A-Za-z0-9_:])model_feature_psi(?![A-Za-z0-9_:])", rule.expr) is not None
+    checks.append(
+        Check(
+            "the drift rule reads the server's PSI gauge (model_feature_psi)",
+            reads,
+            f"expr: {rule.expr}",
+            "the model server exports the drift as model_feature_psi{model_name, feature} (one gauge per pixel, "
+            "your psi()): the rule must compare that gauge with the threshold",
+        )
+    )
+    try:
+        drifting = rule_fires(path, rule, DRIFTING, 600)
+        moderate = rule_fires(path, rule, MODERATE, 600)
+        early = rule_fires(path, rule, DRIFTING, 240)
+    except RuleError as exc:
+        checks.append(Check("the drift rule can be evaluated", False, str(exc), f"fix the `expr:` of {path}"))
+        return checks
+    wrong_way = moderate and not drifting and reads
+    never = "cannot tell: your rule fires in none of the cases"
+    checks.append(
+        Check(
+            "the drift alert fires when PSI stays above 0.2",
+            drifting,
+            f"PSI 0.30 and 0.45 on two pixels for 10 minutes: {'firing' if drifting else 'not firing'} ({engine})",
+            "the comparison is the wrong way round: it fires at PSI 0.15 and not at 0.3; drift is PSI > 0.2"
+            if wrong_way
+            else "the rule does not read model_feature_psi: compare that gauge with 0.2"
+            if not reads
+            else f"`for: {rule.for_s:g}s` is longer than 10 minutes of drift: use for: 5m"
+            if rule.for_s > 570
+            else "fire when model_feature_psi is above 0.2: max by (model_name, feature) (model_feature_psi) > 0.2",
+        )
+    )
+    checks.append(
+        Check(
+            "the drift alert stays silent below the threshold",
+            drifting and not moderate,
+            f"PSI 0.15 (moderate) with model_accuracy at 0.5, 10 minutes: {'firing' if moderate else 'silent'}"
+            if drifting or moderate
+            else never,
+            "the comparison is the wrong way round: `< 0.2` fires on every calm feature; drift is PSI > 0.2"
+            if wrong_way
+            else "it fires on moderate PSI or on another metric: compare model_feature_psi with the threshold 0.2 "
+            "(monitoring_drift_psi_max), with > and without `bool`"
+            if moderate
+            else "make the rule fire on PSI above 0.2 first",
+        )
+    )
+    checks.append(
+        Check(
+            "the drift alert waits 5m before firing (for:)",
+            drifting and not early,
+            (f"4 minutes into the drift: {'firing' if early else 'pending'} (for: {rule.for_s:g}s)")
+            if drifting
+            else never,
+            "a drift is a move that lasts: `for: 5m` (the role's monitoring_alert_for) keeps a blip from paging"
+            if early
+            else "make the rule fire on PSI above 0.2 first",
+        )
+    )
+    return checks
+
+
 def run(ctx: LabContext) -> dict[str, Any]:
     import numpy as np
 
     from mllab.alerts import Scrape, evaluate
     from mllab.data import load_digits_split, shift, to_images
     from mllab.drift import PSI_DRIFT, ks_per_feature, psi_per_feature
+    from mllab.exercise import call
     from mllab.labs.lab06_serving import train_versions
     from mllab.model import load_model_dir, predict_proba
     from mllab.plots import drift_histograms
     from mllab.serving.client import Client
 
     ctx.backend.tracking_uri()  # the retraining job logs to MLflow: fail early if it is unreachable
+    code = ctx.learner("drift", "psi")
+    rule_file = rule_path(ctx)
+    rule = learner_rule(rule_file)
     s = load_digits_split()
     n = 200 if ctx.quick else 300
     X_a, y_a = s.X_test[:n], s.y_test[:n]
     X_b, y_b = shift(s.X_test[-n:], seed=3), s.y_test[-n:]
+    # The learner's code fails here, with its file and line, before a model is trained or a server started.
+    call(code, "psi", s.X_train[:, 20], X_a[:, 20])
+    drift_alert(rule_file, rule, Scrape())
     dirs = train_versions(ctx, {"v1": 6 if ctx.quick else 10})
-    out: dict[str, Any] = {"stream": n}
+    out: dict[str, Any] = {"stream": n, "rule": {"expr": rule.expr, "for_s": rule.for_s}}
     with (
         ctx.backend.serve(ServeSpec("monitored", {"digits": dirs["v1"]}, workdir=ctx.rundir, monitor=True)) as ep,
         Client(ep.url) as c,
@@ -67,38 +385,53 @@ def run(ctx: LabContext) -> dict[str, Any]:
         with ctx.console.status(f"phase B: {n} requests from the new scanner"):
             stream(c, X_b, y_b, "b")
         s2 = Scrape.parse(c.metrics_text())
-    phases = {"A (training-like)": evaluate(s0, s1, "digits"), "B (shifted)": evaluate(s1, s2, "digits")}
+    phases = {}
+    for phase, (before, after) in {"A (training-like)": (s0, s1), "B (shifted)": (s1, s2)}.items():
+        # The role's accuracy and latency conditions; the drift alert is the learner's rule.
+        role = [a for a in evaluate(before, after, "digits") if a.name != rule.alert]
+        phases[phase] = [*role, drift_alert(rule_file, rule, after)]
     out["alerts"] = {k: [a.to_dict() for a in v] for k, v in phases.items()}
     for phase, alerts in phases.items():
         text = ", ".join(f"{a.name}={'FIRING' if a.firing else 'ok'} ({a.value:.3g} vs {a.threshold})" for a in alerts)
+        drift = alerts[-1]
+        if drift.firing and drift.labels.get("features"):
+            text += f"; your rule raised {drift.labels['alerts']} alert(s): {drift.labels['features']}..."
         ctx.console.print(f"phase {phase}: {text}")
+    ctx.console.print(
+        f"  (ModelFeatureDrift is your {RULE_FILE}, evaluated on each scrape as if it had held for its "
+        f"`for: {rule.for_s:g}s`; the others are the monitoring role's conditions)"
+    )
     gauge = {lab["feature"]: v for lab, v in s2.get("model_feature_psi")}
     from mllab.serving.server import WINDOW
 
-    live = np.concatenate([X_a, X_b])[-WINDOW:]  # exactly the server's drift window
-    psi_live = psi_per_feature(np.load(dirs["v1"] / "reference.npy"), live)
     ref = np.load(dirs["v1"] / "reference.npy")
-    psi_a, psi_b = psi_per_feature(ref, X_a), psi_per_feature(ref, X_b)
+    live = np.concatenate([X_a, X_b])[-WINDOW:]  # exactly the server's drift window
+    psi_live = psi_per_feature(ref, live, code=code)
+    psi_a, psi_b = psi_per_feature(ref, X_a, code=code), psi_per_feature(ref, X_b, code=code)
     ks_a, p_a = ks_per_feature(ref, X_a)
     ks_b, p_b = ks_per_feature(ref, X_b)
+    gaps = [abs(gauge[f"pixel_{j}"] - float(psi_live[j])) if f"pixel_{j}" in gauge else math.inf for j in range(64)]
     out["offline"] = {
         "psi_max": {"A": float(psi_a.max()), "B": float(psi_b.max())},
         "psi_features_over": {"A": int((psi_a > PSI_DRIFT).sum()), "B": int((psi_b > PSI_DRIFT).sum())},
         "ks_median": {"A": float(np.median(ks_a)), "B": float(np.median(ks_b))},
         "ks_features_p_below_0.01": {"A": int((p_a < 0.01).sum()), "B": int((p_b < 0.01).sum())},
-        "server_vs_offline_psi_max_gap": float(max(abs(gauge[f"pixel_{j}"] - psi_live[j]) for j in range(64))),
+        # inf when a gauge or your psi is inf or nan (nan would hide from max())
+        "server_vs_offline_psi_max_gap": max(gaps) if all(math.isfinite(g) for g in gaps) else math.inf,
     }
     ctx.console.print(
-        f"offline drift: PSI max A {psi_a.max():.3f} / B {psi_b.max():.3f}; features with KS p<0.01: "
+        f"offline drift (your psi): PSI max A {psi_a.max():.3f} / B {psi_b.max():.3f}; features with KS p<0.01: "
         f"A {out['offline']['ks_features_p_below_0.01']['A']} / B "
         f"{out['offline']['ks_features_p_below_0.01']['B']} of 64"
     )
-    top = [int(j) for j in np.argsort(psi_b)[::-1][:3]]
+    top = [int(j) for j in np.argsort(np.nan_to_num(psi_b, nan=-1.0))[::-1][:3]]
     drift_histograms(ref, X_b, top, [float(psi_b[j]) for j in top], ctx.rundir / "drift_histograms.png")
     old_model = load_model_dir(dirs["v1"])[0]
     old_acc = float((predict_proba(old_model, to_images(X_b)).argmax(1) == y_b).mean())
-    drift = any(a.name == "ModelFeatureDrift" and a.firing for a in phases["B (shifted)"])
+    drift = phases["B (shifted)"][-1].firing
     out["retrained"] = None
+    if not drift:
+        ctx.console.print(f"no drift alert on the shifted stream: no retraining (your {RULE_FILE} and drift.py decide)")
     if drift:
         job_dir = ctx.rundir / "retrain"
         spec = JobSpec(
@@ -154,9 +487,18 @@ def check(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
     from mllab.serving.client import Client
 
     checks: list[Check] = []
+    if ctx.exercise is not None:  # the learner's drift.py and drift_alert.yaml, property by property
+        checks += probe_psi(ctx.learner("drift", "psi"))
+        checks += probe_rule(rule_path(ctx))
     model_dir = ctx.rundir / result["model_dir"]
     if not (model_dir / "reference.npy").exists():
-        return [Check("monitored model exists", False, f"{model_dir} has no model", "run the lab: mllab run 7")]
+        return [
+            *checks,
+            Check("monitored model exists", False, f"{model_dir} has no model", "run the lab: mllab run 7"),
+        ]
+    if ctx.exercise is not None and getattr(ctx.backend, "exercise", None) is None:
+        # The server started here must run the code that ran (the learner's psi), as in `run`.
+        ctx.backend.bind(ctx.lab.number, ctx.console, exercise=ctx.exercise)
     s = load_digits_split()
     X, y = shift(s.X_test[:120], seed=4), s.y_test[:120]
     with (
@@ -185,7 +527,7 @@ def check(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
             "server exports a latency histogram",
             count == len(X) // 10,
             f"{count:.0f} observations for {len(X) // 10} requests",
-            HINTS[3],
+            HINTS[5],
         )
     )
     acc_gauge = [v for _, v in scrape.get("model_accuracy")]
@@ -198,18 +540,30 @@ def check(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
             HINTS[0],
         )
     )
-    psi_max = max((v for _, v in scrape.get("model_feature_psi")), default=0.0)
+    psis = [v for _, v in scrape.get("model_feature_psi")]
+    psi_max = max((v for v in psis if math.isfinite(v)), default=0.0)
     checks.append(
-        Check("PSI gauge shows the shifted stream", psi_max > 0.2, f"max model_feature_psi {psi_max:.3f}", HINTS[1])
+        Check(
+            "PSI gauge shows the shifted stream",
+            psi_max > 0.2 and all(math.isfinite(v) for v in psis),
+            f"max model_feature_psi {psi_max:.3f} with your psi(); "
+            f"{sum(not math.isfinite(v) for v in psis)} of {len(psis)} gauges inf or nan",
+            HINTS[2] if any(not math.isfinite(v) for v in psis) else HINTS[1],
+        )
     )
     a, b = result["alerts"]["A (training-like)"], result["alerts"]["B (shifted)"]
     firing = lambda alerts, name: any(x["name"] == name and x["firing"] for x in alerts)  # noqa: E731
+    quiet_a, fired_b = not firing(a, "ModelFeatureDrift"), firing(b, "ModelFeatureDrift")
     checks.append(
         Check(
             "no drift alert on training-like traffic",
-            not firing(a, "ModelFeatureDrift"),
-            f"phase A: {[(x['name'], x['firing']) for x in a]}",
-            HINTS[1],
+            quiet_a and fired_b,
+            f"phase A: {[(x['name'], x['firing']) for x in a]}"
+            + ("" if fired_b or not quiet_a else " (cannot tell: your drift alert fired on neither phase)"),
+            f"your {RULE_FILE} fired on phase A (max PSI {a[-1]['value']:.3f}): is its comparison the right way round "
+            f"(> 0.2)? does drift.py give ~0 on data like the training data?"
+            if not quiet_a
+            else "make your drift alert fire on the shifted stream first (drift.py and " + RULE_FILE + ")",
         )
     )
     checks.append(
@@ -217,7 +571,7 @@ def check(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
             "drift and accuracy alerts fire on the shifted stream",
             firing(b, "ModelFeatureDrift") and firing(b, "ModelAccuracyDegraded"),
             f"phase B: {[(x['name'], x['firing'], round(x['value'], 3)) for x in b]}",
-            HINTS[1],
+            f"ModelFeatureDrift is your {RULE_FILE} on your psi() gauges: " + HINTS[4],
         )
     )
     off = result["offline"]
@@ -227,37 +581,46 @@ def check(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
             off["psi_features_over"]["A"] == 0
             and off["psi_features_over"]["B"] > 0
             and off["ks_features_p_below_0.01"]["B"] > off["ks_features_p_below_0.01"]["A"],
-            json.dumps({k: off[k] for k in ("psi_max", "ks_features_p_below_0.01")}),
-            HINTS[2],
+            json.dumps({k: off[k] for k in ("psi_max", "psi_features_over", "ks_features_p_below_0.01")}),
+            HINTS[6] if off["psi_features_over"]["B"] > 0 else HINTS[1],
         )
     )
+    gap = off["server_vs_offline_psi_max_gap"]
     checks.append(
         Check(
             "server PSI equals offline PSI",
-            off["server_vs_offline_psi_max_gap"] < 1e-3,
-            f"largest gap {off['server_vs_offline_psi_max_gap']:.2e}",
-            HINTS[1],
+            math.isfinite(gap) and gap < 1e-3 and off["psi_max"]["B"] > 0,
+            f"largest gap {gap:.2e}"
+            + ("" if off["psi_max"]["B"] > 0 else " (cannot tell: your psi() gave 0 everywhere)"),
+            HINTS[2] if not math.isfinite(gap) else HINTS[1],
         )
     )
-    re = result.get("retrained")
-    if not re:
-        checks.append(Check("drift triggered retraining", False, "no retraining recorded", HINTS[4]))
+    re_ = result.get("retrained")
+    if not re_:
+        checks.append(
+            Check(
+                "drift triggered retraining",
+                False,
+                "no retraining recorded: the drift alert did not fire on the shifted stream",
+                f"the retraining follows your drift alert: psi() in drift.py and the rule in {RULE_FILE}",
+            )
+        )
         return checks
-    run = ctx.mlflow().MlflowClient().get_run(re["run_id"])
+    run = ctx.mlflow().MlflowClient().get_run(re_["run_id"])
     checks.append(
         Check(
             "retraining job is an MLflow run",
             run.info.status == "FINISHED",
-            f"run {re['run_id'][:8]} {run.info.status}, data={run.data.params.get('data')}",
-            HINTS[4],
+            f"run {re_['run_id'][:8]} {run.info.status}, data={run.data.params.get('data')}",
+            HINTS[7],
         )
     )
     checks.append(
         Check(
             "retrained model beats the old one on the new data",
-            re["new_accuracy_shifted"] > re["old_accuracy_shifted"],
-            f"{re['old_accuracy_shifted']:.3f} -> {re['new_accuracy_shifted']:.3f}",
-            HINTS[4],
+            re_["new_accuracy_shifted"] > re_["old_accuracy_shifted"],
+            f"{re_['old_accuracy_shifted']:.3f} -> {re_['new_accuracy_shifted']:.3f}",
+            HINTS[7],
         )
     )
     return checks
