@@ -72,3 +72,10 @@ def processes_mentioning(text: str) -> list[str]:
 def workspace(home: Path) -> Path:
     """The learner's workspace (MLLAB_WORKSPACE, set by `home`), where `mllab start N` puts the starter files."""
     return home.parent / "workspace"
+
+
+@pytest.fixture
+def lab_tracking(home: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Labs run in `home` against the session's MLflow server (after `home`, which unsets the URI)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    return mlflow_server

@@ -9,10 +9,7 @@ from pathlib import Path
 import pytest
 from exercise_cases import assert_fails_naming, failing, run_case
 
-
-@pytest.fixture(autouse=True)
-def _tracking(home: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+pytestmark = pytest.mark.usefixtures("lab_tracking")
 
 
 @pytest.mark.timeout(900)

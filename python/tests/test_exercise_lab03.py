@@ -17,11 +17,7 @@ ONLY_BETTER = "the champion alias moved only to more accurate models"
 ALWAYS_BETTER = "a more accurate model always took the champion alias"
 
 
-@pytest.fixture(autouse=True)
-def _tracking(home: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The session's MLflow server for every run and check (after `home`, which unsets the URI: without
-    it each run and each check would start a server of its own, 15 s apiece)."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+pytestmark = pytest.mark.usefixtures("lab_tracking")
 
 
 @pytest.mark.timeout(600)
