@@ -112,12 +112,11 @@ def start_files(lab: LabInfo, reset: bool = False) -> StartReport:
         shutil.copyfile(src, dest)
         report.copied.append(name)
     nb = folder / NOTEBOOK
-    if not nb.exists() or reset:
-        write_notebook(lab, nb)
-        if NOTEBOOK not in report.kept:
-            report.copied.append(NOTEBOOK)
-    else:
+    if nb.exists() and not reset:
         report.kept.append(NOTEBOOK)
+    else:
+        (report.replaced if nb.exists() else report.copied).append(NOTEBOOK)
+        write_notebook(lab, nb)
     return report
 
 

@@ -18,18 +18,26 @@ def _plt():
 
 
 def learning_curve(history: Sequence[dict], path: Path, title: str = "learning curve") -> Path:
+    """Loss and accuracy per epoch. With validation metrics (val_loss, val_accuracy) both curves are
+    the held-out ones; a history with only train_loss and train_accuracy (lab 8's train step) plots
+    those, labelled as not held out."""
     plt = _plt()
     epochs = [h["epoch"] for h in history]
+    held_out = bool(history) and "val_accuracy" in history[0]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
     ax1.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
-    ax1.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation")
+    if held_out:
+        ax1.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation")
+        ax1.legend()
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("loss")
-    ax1.legend()
-    ax2.plot(epochs, [h["val_accuracy"] for h in history], marker="o", color="tab:green")
+    key, label = (
+        ("val_accuracy", "validation accuracy") if held_out else ("train_accuracy", "training accuracy (not held out)")
+    )
+    ax2.plot(epochs, [h[key] for h in history], marker="o", color="tab:green")
     ax2.set_xlabel("epoch")
-    ax2.set_ylabel("validation accuracy")
-    ax2.set_ylim(0, 1)
+    ax2.set_ylabel(label)
+    ax2.set_ylim(0, 1.02)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)

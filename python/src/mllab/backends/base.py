@@ -73,6 +73,8 @@ class Endpoint:
 
 class Backend(abc.ABC):
     name: str
+    lab_number: int | None = None
+    exercise: Path | None = None  # the learner's code this backend's jobs and servers run (bind())
 
     @abc.abstractmethod
     def tracking_uri(self) -> str:

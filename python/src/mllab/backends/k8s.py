@@ -122,6 +122,7 @@ class K8sBackend(Backend):
         self.lab: int | None = None
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + obj.unique_name("r")[-6:]
         self._created: list[tuple[str, str, str]] = []  # (kind, namespace, name), in creation order
+        self._exercise_cms: dict[str, str] = {}  # namespace -> the run's exercise ConfigMap there (bind())
         self._tracking: str | None = None
         self._gpus: int | None = None
         self.console = console
@@ -130,7 +131,7 @@ class K8sBackend(Backend):
     def bind(self, lab: int, console: Any = None, exercise: Path | None = None) -> None:
         super().bind(lab, console, exercise)
         self.lab = lab
-        self._exercise_cms: dict[str, str] = {}  # namespace -> the run's exercise ConfigMap there
+        self._exercise_cms = {}
         if console is not None:
             self.console = console
 
@@ -138,7 +139,7 @@ class K8sBackend(Backend):
         """The ConfigMap holding the learner's files in `namespace`, created on first use."""
         from mllab.exercise import configmap_data
 
-        cms = self.__dict__.setdefault("_exercise_cms", {})
+        cms = self._exercise_cms
         if namespace not in cms:
             name = obj.unique_name(f"mllab-exercise-{self.lab or 0:02d}")
             try:
@@ -202,7 +203,7 @@ class K8sBackend(Backend):
 
     def _create(self, body: dict[str, Any], namespace: str) -> None:
         kind, name = body["kind"], body["metadata"]["name"]
-        if getattr(self, "exercise", None) is not None and obj.pod_specs(body):
+        if self.exercise is not None and obj.pod_specs(body):
             from mllab.exercise import EXERCISE_ENV, EXERCISE_MOUNT
 
             obj.with_exercise(body, self._exercise_configmap(namespace), EXERCISE_MOUNT, EXERCISE_ENV)

@@ -570,8 +570,6 @@ def check(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
             checks += manifest_checks(read_manifest(ctx.exercise / MANIFEST), target)
         except ExerciseError as exc:
             checks.append(Check(f"{MANIFEST} can be read", False, exc.message, exc.fix))
-        if getattr(ctx.backend, "exercise", None) != ctx.exercise:  # the check's server runs the learner's code
-            ctx.backend.bind(ctx.lab.number, ctx.console, exercise=ctx.exercise)
     dirs = {v: ctx.rundir / "models" / v for v in result["models"]}  # the committed run dir
     missing = [str(d) for d in dirs.values() if not (d / "model.pt").exists()]
     if missing:

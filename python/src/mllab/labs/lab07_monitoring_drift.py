@@ -496,9 +496,6 @@ def check(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
             *checks,
             Check("monitored model exists", False, f"{model_dir} has no model", "run the lab: mllab run 7"),
         ]
-    if ctx.exercise is not None and getattr(ctx.backend, "exercise", None) is None:
-        # The server started here must run the code that ran (the learner's psi), as in `run`.
-        ctx.backend.bind(ctx.lab.number, ctx.console, exercise=ctx.exercise)
     s = load_digits_split()
     X, y = shift(s.X_test[:120], seed=4), s.y_test[:120]
     with (

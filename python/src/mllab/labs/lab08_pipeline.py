@@ -84,6 +84,7 @@ def train_step(inputs: dict[str, Path], params: dict[str, Any], out: Path) -> di
     import torch.nn.functional as F
 
     from mllab.model import DigitsCNN, predict_proba, save_model_dir
+    from mllab.plots import learning_curve
 
     data = np.load(inputs["preprocess"] / "digits.npz")
     n = params.get("train_samples") or len(data["y_train"])
@@ -110,32 +111,13 @@ def train_step(inputs: dict[str, Path], params: dict[str, Any], out: Path) -> di
         train_acc = float((predict_proba(model, X).argmax(1) == y).mean())
         history.append({"epoch": epoch, "train_loss": total / len(Xt), "train_accuracy": train_acc})
     save_model_dir(model, out / "model", reference=X_raw, version=params["version"], epochs=params["epochs"])
-    _training_curve(history, out / "training_curve.png", f"train ({params['epochs']} epochs, {n} digits)")
+    learning_curve(history, out / "training_curve.png", f"train ({params['epochs']} epochs, {n} digits)")
     return {
         "train_accuracy": history[-1]["train_accuracy"],
         "final_train_loss": history[-1]["train_loss"],
         "train_samples": int(n),
         "epochs": params["epochs"],
     }
-
-
-def _training_curve(history: list[dict[str, float]], path: Path, title: str) -> None:
-    from mllab.plots import _plt
-
-    plt = _plt()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    epochs = [h["epoch"] for h in history]
-    ax1.plot(epochs, [h["train_loss"] for h in history], marker=".")
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("training loss")
-    ax2.plot(epochs, [h["train_accuracy"] for h in history], marker=".", color="tab:green")
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("training accuracy (not held out)")
-    ax2.set_ylim(0, 1.02)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def evaluate_step(inputs: dict[str, Path], params: dict[str, Any], out: Path) -> dict[str, Any]:
