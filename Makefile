@@ -65,8 +65,10 @@ reset: $(VENV)/.collections ## tear the lab down (playbooks/reset.yml)
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/reset.yml $(ANSIBLE_ARGS)
 
 # --- tests ----------------------------------------------------------------------------
-# Three chains side by side: lint, unit then labs-test (pytest, mostly one core), and molecule
-# (mostly waiting on `docker exec`); each tier's output is printed whole when it ends.
+# Three chains side by side: lint; unit then the package's tests; molecule (mostly waiting on
+# `docker exec`) then the labs' exercise cases. labs-test is split in two halves of similar length
+# (LABS_CORE, LABS_EXERCISES) so the two long chains end together; each tier's output is printed
+# whole when it ends.
 test: ## every tier these machines can run: lint beside unit + labs-test beside molecule (each timed)
 	@snap=$$(mktemp); scripts/clean-check snapshot $$snap; \
 	$(MAKE) --no-print-directory -j3 --output-sync=recurse test-lint test-python test-molecule && \
@@ -77,10 +79,11 @@ test-lint: $(VENV)/.dev $(VENV)/.collections
 
 test-python: $(VENV)/.dev $(VENV)/.labs
 	@$(TIMED) unit $(MAKE) --no-print-directory unit
-	@$(TIMED) labs-test $(MAKE) --no-print-directory labs-test
+	@$(TIMED) "labs-test (package)" $(MAKE) --no-print-directory labs-test LABS_TESTS="$(LABS_CORE)"
 
-test-molecule: $(VENV)/.dev $(VENV)/.collections
+test-molecule: $(VENV)/.dev $(VENV)/.collections $(VENV)/.labs
 	@$(TIMED) molecule $(MAKE) --no-print-directory molecule
+	@$(TIMED) "labs-test (exercises)" $(MAKE) --no-print-directory labs-test LABS_TESTS="$(LABS_EXERCISES)"
 
 # Lint's ansible runs keep facts in memory: ansible.cfg's .cache/facts would be a run output
 # in the checkout (scripts/clean-check).
@@ -112,8 +115,12 @@ $(VENV)/.labs: python/pyproject.toml | $(BIN)/activate
 	scripts/pip-install $(BIN)/pip -e 'python[labs,k8s,test]'
 	@touch $@
 
-labs-test: $(VENV)/.labs ## the mllab package: every lab's run + check on the local backend (CPU), unit tests
-	MLLAB_HOME=$$(mktemp -d) $(BIN)/python -m pytest python/tests -q -ra --timeout=300 --durations=15 -p no:cacheprovider
+# The exercises' three cases per lab (test_exercise_labNN.py), and everything else in python/tests.
+LABS_EXERCISES := $(sort $(wildcard python/tests/test_exercise_lab*.py))
+LABS_CORE := $(filter-out $(LABS_EXERCISES),$(sort $(wildcard python/tests/test_*.py)))
+LABS_TESTS ?= python/tests
+labs-test: $(VENV)/.labs ## the mllab package: every lab's exercise cases on the local backend (CPU), unit tests
+	MLLAB_HOME=$$(mktemp -d) $(BIN)/python -m pytest $(LABS_TESTS) -q -ra --timeout=300 --durations=15 -p no:cacheprovider
 
 # --- e2e tier: upstream Kubernetes built offline, run as local processes (root) -------
 # Build outputs and images are cached in $(E2E_CACHE) (default ~/.cache/mllab-e2e, outside the clone: shared by every checkout); tests/e2e/README.md.
