@@ -1,4 +1,5 @@
-"""The `mllab` command line. Imports only the standard library and rich at start-up."""
+"""The `mllab` command line. Imports only the standard library at start-up: rich and the lab
+machinery are imported by the command that needs them, so `--help`, `start` and `hint` stay fast."""
 
 from __future__ import annotations
 
@@ -10,16 +11,39 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.markdown import Markdown
-from rich.markup import escape
-from rich.table import Table
-
 from mllab import __version__
 from mllab.errors import MllabError, UsageError
 
-console = Console()
-err = Console(stderr=True, soft_wrap=True)  # error lines stay whole: paths and URLs copy-paste
+
+class _LazyConsole:
+    """A rich Console made on first use (importing rich.console costs more than `--help` may)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+console: Any = _LazyConsole()
+err: Any = _LazyConsole(stderr=True, soft_wrap=True)  # error lines stay whole: paths and URLs copy-paste
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def Table(*args: Any, **kwargs: Any) -> Any:  # rich's class, imported when a table is drawn
+    from rich.table import Table as RichTable
+
+    return RichTable(*args, **kwargs)
 
 
 def _guide_path(dirname: str) -> Path | None:
@@ -93,6 +117,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     report = start_lab(lab, reset_files=args.reset_files)
     guide = _guide_path(lab.dirname)
     if guide:
+        from rich.markdown import Markdown
+
         console.print(Markdown(guide.read_text()))
     else:
         console.print(f"[bold]Lab {lab.number}: {lab.title}[/]\n{lab.summary}")
@@ -161,9 +187,9 @@ def cmd_hint(args: argparse.Namespace) -> int:
     """One hint at a time: the failing checks' own hints first, then the lab's progressive hints;
     each call shows the next one (`--all`: every hint shown so far)."""
     from mllab.home import Progress
-    from mllab.runner import parse_lab
+    from mllab.labs import get_lab
 
-    lab = parse_lab(args.lab)
+    lab = get_lab(args.lab)  # not runner.parse_lab: the runner imports the backends
     progress = Progress()
     entry = progress.load().get(f"{lab.number:02d}", {})
     last = entry.get("last_check")
