@@ -61,8 +61,9 @@ verify: $(VENV)/.dev ## testinfra, layer by layer, against the hosts of $(INVENT
 platform-render: $(VENV)/.collections ## render the platform layer to artifacts/render (no cluster contacted)
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/platform.yml -e platform_common_render_dir=$(CURDIR)/artifacts/render
 
-reset: $(VENV)/.collections ## tear the lab down (playbooks/reset.yml)
-	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/reset.yml $(ANSIBLE_ARGS)
+RESET ?= cluster
+reset: $(VENV)/.collections ## tear down: RESET=cluster (nodes leave), platform (releases, namespaces: asks before volumes) or all
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/reset.yml -e mllab_reset_scope=$(RESET) $(ANSIBLE_ARGS)
 
 # --- tests ----------------------------------------------------------------------------
 # Three chains side by side: lint; unit then the package's tests; molecule (mostly waiting on
@@ -136,13 +137,10 @@ e2e-down: ## stop it; leaves no process, mount or iptables rule behind
 e2e: $(VENV)/.dev $(VENV)/.collections $(VENV)/.labs ## e2e tier: cluster up, go/no-go, platform + test_platform, labs on the k8s backend, down
 	VENV=$(VENV) tests/e2e/run all
 
-# The lab runner image (mllab_image): this checkout's mllab with its labs extra, as an image
-# archive. No registry publishes it: import the archive on every node
-# (`microk8s ctr image import FILE`), or push it to your registry and set mllab_image.
-LAB_IMAGE ?= mllab.local/mllab:0.1.0
-lab-image: $(VENV)/.labs ## build the lab runner image (LAB_IMAGE) as an archive to import into the cluster
-	MLLAB_IMAGE=$(LAB_IMAGE) tests/e2e/images/build.sh mllab
-	@echo "lab image $(LAB_IMAGE): $${E2E_CACHE:-$$HOME/.cache/mllab-e2e}/images/mllab.tar; on each node: microk8s ctr image import <that file>"
+# The lab runner image (mllab_image) alone, after a change to python/: the lab_image role builds
+# it on the controller (uv + crane) and pushes it to the cluster's registry (`make site` does too).
+lab-image: $(VENV)/.collections ## build the lab runner image (uv + crane, no Docker) and push it to the cluster's registry
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/lab-image.yml $(ANSIBLE_ARGS)
 
 # --- benchmarks (not tests: nothing here fails for being slow) ---------------------------
 BENCH_PEERS := .cache/bench/mlserver-venv

@@ -21,7 +21,10 @@ labs=("$@")
 export KUBECONFIG=${E2E_KUBECONFIG:-$CACHE/kubeconfig}
 [[ -f $KUBECONFIG ]] || { echo "labs.sh: no e2e cluster (tests/e2e/cluster up)" >&2; exit 1; }
 kubectl() { "$CACHE/bin/kubectl" "$@"; }
-"$E2E/cluster" import mllab
+# The lab image the platform layer's lab_image role pushed (artifacts/lab-image): the pods
+# pull it from the registry, as on a MicroK8s node.
+MLLAB_IMAGE=$(cat "$CACHE/artifacts/lab-image") ||
+  { echo "labs.sh: no lab image pushed yet (tests/e2e/platform.sh apply)" >&2; exit 1; }
 
 # MLflow as the pods reach it (the URI the platform gives JupyterLab) and as this host
 # reaches it (the same path on the Service's cluster IP: the host is the cluster's node).

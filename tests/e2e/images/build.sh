@@ -5,8 +5,8 @@
 #   busybox                 Debian's busybox-static, for test pods and provisioner helpers
 #   coredns                 cluster DNS, built from its Go module
 #   local-path-provisioner  hostPath PVs on demand, built from its Go module
-# and, by name, the platform's images (mlflow, jupyter, mllab, kserve-controller,
-# kube-rbac-proxy).
+# and, by name, the platform's images (mlflow, jupyter, kserve-controller, kube-rbac-proxy)
+# and python-base, on which the lab_image role builds the lab runner image (platform.sh).
 # Each archive is rebuilt only when its inputs change: a stamp next to it hashes the
 # sources, versions and the shell functions that build it.
 #
@@ -123,48 +123,19 @@ build_dockerfile() { # build_dockerfile NAME IMAGE BUILD_ARG...
   ctx=$(mktemp -d)
   cp -r "$HERE/$name/." "$ctx/"
   cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
-  [[ -z ${WHEELS:-} ]] || cp -r "$WHEELS" "$ctx/wheels"
   docker build -q --network host --build-arg "BASE=$PYTHON_BASE_IMAGE" "${args[@]}" \
     -t "$image" "$ctx" >/dev/null
   rm -rf "$ctx"
-  # The old archive goes first: the lab image is about 7 GB (torch with CUDA), and Docker
-  # stages a save in /var/lib/docker/tmp, so keeping the old one would need three copies.
+  # The old archive goes first: Docker stages a save in /var/lib/docker/tmp, so keeping the
+  # old one would need three copies.
   rm -f "$OUT/$name.tar" "$OUT/$name.stamp"
   docker save "$image" -o "$OUT/$name.tar.part"
-  # --no-prune keeps the build's layers as Docker's build cache: a change to mllab's code
-  # then rebuilds only the wheel's layer, not the multi-GB dependency layer under it.
+  # --no-prune keeps the build's layers as Docker's build cache for the next build.
   docker rmi --no-prune "$image" >/dev/null
   mv "$OUT/$name.tar.part" "$OUT/$name.tar"
   echo "$image" >"$OUT/$name.image"
   echo "$stamp" >"$OUT/$name.stamp"
   echo "image $image: built ($OUT/$name.tar)"
-}
-
-# The lab runner image: images/mllab with a wheel of this checkout's python/ package.
-build_mllab() {
-  build_python_base
-  local wheels=$OUT/mllab.wheels stamp
-  rm -rf "$wheels" && mkdir -p "$wheels"
-  # Built from a copy: setuptools writes build/ next to the sources, which would leave a run
-  # output in the checkout (scripts/clean-check).
-  local src
-  src=$(mktemp -d)
-  cp -r "$ROOT/python/pyproject.toml" "$ROOT/python/src" "$src/"
-  [[ ! -f $ROOT/python/README.md ]] || cp "$ROOT/python/README.md" "$src/"
-  "$ROOT/.venv/bin/python" -m pip wheel --quiet --no-deps --no-build-isolation -w "$wheels" "$src" >/dev/null
-  rm -rf "$src"
-  # mllab's pins (base and labs extra), for the image's cached dependency layer.
-  "$ROOT/.venv/bin/python" -c 'import sys, tomllib; p = tomllib.load(open(sys.argv[1], "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["labs"]))' \
-    "$ROOT/python/pyproject.toml" >"$wheels/requirements.txt"
-  # The wheel's content, not its zip (timestamps), decides whether the image is stale.
-  stamp=$(cat <(declare -f build_mllab build_dockerfile) "$HERE/mllab"/* "$OUT/python-base.stamp" \
-    <(cd "$ROOT/python" && find pyproject.toml src -type f -name '*.py' -o -name pyproject.toml | sort | xargs cat) \
-    <(echo "$MLLAB_IMAGE") | sha256sum)
-  if fresh mllab "$stamp"; then echo "image $MLLAB_IMAGE: up to date"; rm -rf "$wheels"; return; fi
-  rm -f "$OUT/mllab.stamp"
-  WHEELS=$wheels build_dockerfile mllab "$MLLAB_IMAGE"
-  echo "$stamp" >"$OUT/mllab.stamp"
-  rm -rf "$wheels"
 }
 
 # KServe's controller (tests/e2e/kserve: the wrapper module of the pinned release), alone
@@ -216,10 +187,9 @@ for name in "${names[@]}"; do
             build_dockerfile mlflow "$MLFLOW_IMAGE" "MLFLOW_VERSION=$MLFLOW_VERSION" ;;
     jupyter) build_python_base
              build_dockerfile jupyter "$JUPYTER_IMAGE" "JUPYTERLAB_VERSION=$JUPYTERLAB_VERSION" ;;
-    mllab) build_mllab ;;
     kserve-controller) build_kserve_controller ;;
     kube-rbac-proxy) build_kube_rbac_proxy ;;
-    *) echo "images/build.sh: unknown image '$name' (pause, busybox, coredns, local-path-provisioner, python-base, mlflow, jupyter, mllab, kserve-controller, kube-rbac-proxy)" >&2
+    *) echo "images/build.sh: unknown image '$name' (pause, busybox, coredns, local-path-provisioner, python-base, mlflow, jupyter, kserve-controller, kube-rbac-proxy)" >&2
        exit 2 ;;
   esac
 done
