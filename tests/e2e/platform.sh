@@ -56,7 +56,11 @@ EOF
 }
 
 # facts in memory: a fact cache in the checkout would be a run output (scripts/clean-check)
-playbook() { (cd "$ROOT" && ANSIBLE_CACHE_PLUGIN=memory "$VENV/bin/ansible-playbook" -i inventory/localhost.yml "$@" -e "@$VARS"); }
+# uv (the lab_image role's installer) shares the cache of scripts/pip-install's uv.
+playbook() {
+  (cd "$ROOT" && ANSIBLE_CACHE_PLUGIN=memory UV_CACHE_DIR=${UV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mllab-uv} \
+    "$VENV/bin/ansible-playbook" -i inventory/localhost.yml "$@" -e "@$VARS")
+}
 
 # The lab runner image the way `make site` builds it: the lab_image role (playbooks/lab-image.yml)
 # pushes it to the registry (`cluster registry`, localhost:32000 as on a MicroK8s node), on
@@ -75,9 +79,19 @@ lab_image() {
   playbook playbooks/lab-image.yml
 }
 
+# The cluster's image store is kept between runs: lab images of earlier runs (other tags, or the
+# Docker-built archive of older checkouts) would pile up there, 7 GB for each new set of pins.
+prune_lab_images() {
+  local keep=$1 sock=${E2E_RUN:-/run/mllab-e2e}/containerd/containerd.sock ref
+  for ref in $(ctr --address "$sock" -n k8s.io images ls -q | grep -E "^($REGISTRY_HOST/mllab:|mllab.local/e2e/mllab:)"); do
+    [[ $ref == "$keep" ]] || { ctr --address "$sock" -n k8s.io images rm "$ref" >/dev/null && echo "platform.sh: removed $ref"; }
+  done
+}
+
 apply() {
   [[ -f $KUBECONFIG_E2E ]] || { echo "platform.sh: no e2e cluster (tests/e2e/cluster up)" >&2; exit 1; }
   lab_image
+  prune_lab_images "$(cat "$ARTIFACTS/lab-image")"
   "$E2E/cluster" import mlflow jupyter kserve-controller kube-rbac-proxy
   "$E2E/kserve/build.sh" charts
   playbook playbooks/platform.yml
