@@ -203,3 +203,33 @@ def test_doctor_json(home: Path) -> None:
     assert {"python", "lab packages", "mlflow", "cluster", "gpu"} <= set(items)
     assert items["lab packages"]["status"] == "ok"
     assert out.returncode == 0
+
+
+def test_run_and_check_hand_the_labs_a_real_rich_console(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI makes its Console lazily; the labs get the Console itself: rich's Live (a lab's
+    progress bar) enters it with `with console:`, which a stand-in object cannot do."""
+    import mllab.runner as runner
+    from mllab import cli
+    from rich.console import Console
+    from rich.progress import Progress
+
+    seen: list[object] = []
+
+    def run_lab(lab, **kw):  # the CLI's side of run_lab: what a lab's run() does with the console
+        seen.append(kw["console"])
+        with Progress(console=kw["console"]) as bar:
+            bar.update(bar.add_task("trials", total=1), advance=1)
+        return {"meta": {"wall_s": 0.0}}
+
+    def check_lab(lab, **kw):
+        seen.append(kw["console"])
+        with Progress(console=kw["console"]) as bar:
+            bar.add_task("checks", total=1)
+        return []
+
+    monkeypatch.setattr(runner, "run_lab", run_lab)
+    monkeypatch.setattr(runner, "check_lab", check_lab)
+    assert cli.main(["run", "4"]) == 0
+    assert cli.main(["check", "4"]) == 0
+    assert cli.main(["check", "4", "--json"]) == 0
+    assert len(seen) == 3 and all(isinstance(c, Console) for c in seen), seen

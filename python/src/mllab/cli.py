@@ -22,12 +22,16 @@ class _LazyConsole:
         self._options = options
         self._console: Any = None
 
-    def __getattr__(self, name: str) -> Any:
+    def real(self) -> Any:
+        """The rich Console itself, for code that takes one (rich's Live enters it: `with console:`)."""
         if self._console is None:
             from rich.console import Console
 
             self._console = Console(**self._options)
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)
 
 
 console: Any = _LazyConsole()
@@ -146,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     lab = parse_lab(args.lab)
     console.rule(f"Lab {lab.number}: {lab.title}" + (" (reference solution)" if args.solution else ""))
-    out = run_lab(lab, backend_name=args.backend, quick=args.quick, console=console, solution=args.solution)
+    out = run_lab(lab, backend_name=args.backend, quick=args.quick, console=console.real(), solution=args.solution)
     console.print(
         f"[green]Lab {lab.number} ran in {out['meta']['wall_s']} s.[/] Now: [bold]mllab check {lab.number}[/]"
     )
@@ -169,7 +173,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from mllab.runner import check_lab, parse_lab
 
     lab = parse_lab(args.lab)
-    checks = check_lab(lab, backend_name=args.backend, console=err if args.json else console)
+    checks = check_lab(lab, backend_name=args.backend, console=(err if args.json else console).real())
     passed = all(c.passed for c in checks)
     if args.json:
         print(json.dumps({"lab": lab.number, "passed": passed, "checks": [c.to_dict() for c in checks]}, indent=2))
