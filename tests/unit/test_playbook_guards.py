@@ -18,7 +18,7 @@ def _playbook(playbook: str, tmp_path: Path, **extra: object) -> subprocess.Comp
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), MLLAB_ARTIFACTS_DIR=str(tmp_path / "artifacts"))
     env["ANSIBLE_FACT_CACHING"] = "memory"
     cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "inventory/localhost.yml", playbook]
-    cmd += ["-e", json.dumps(extra)]
+    cmd += ["-e", json.dumps(extra)] if extra else []
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
 
 
@@ -36,3 +36,12 @@ def test_a_reset_with_an_unknown_scope_stops_naming_the_scopes(tmp_path: Path):
     assert proc.returncode != 0, out[-3000:]
     assert "mllab_reset_scope = nodes is not a scope" in out and "RESET=platform" in out, out[-3000:]
     assert "Remove the platform layer" not in out  # stopped before the platform play
+
+
+def test_a_reset_without_a_scope_is_the_cluster_reset_and_leaves_the_platform_alone(tmp_path: Path):
+    # mllab_manage_microk8s false: the cluster plays skip too, so nothing is touched here
+    proc = _playbook("playbooks/reset.yml", tmp_path, mllab_manage_microk8s=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "failed=0" in out and "Remove the platform layer" in out, out[-3000:]
+    assert "Platform reset" not in out  # its tasks were not included
