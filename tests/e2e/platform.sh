@@ -22,6 +22,9 @@ KUBECONFIG_E2E=${E2E_KUBECONFIG:-$CACHE/kubeconfig}
 ARTIFACTS=$CACHE/artifacts
 VARS=$CACHE/platform-vars.yml
 
+# The lab image's base: Debian's Python as images/build.sh made it, tagged by its build stamp.
+base_ref() { echo "$LAB_IMAGE_BASE:3.11-bookworm-$(head -c 16 "$CACHE/images/python-base.stamp")"; }
+
 # The e2e settings of the platform layer (bring-your-own-cluster mode, the images built here).
 write_vars() {
   mkdir -p "$ARTIFACTS"
@@ -35,7 +38,7 @@ mlflow_image: $MLFLOW_IMAGE
 jupyter_image: $JUPYTER_IMAGE
 lab_image_registry: $REGISTRY_HOST
 lab_image_insecure: true
-lab_image_base: $LAB_IMAGE_BASE:3.11-bookworm-$(head -c 16 "$CACHE/images/python-base.stamp")
+lab_image_base: $(base_ref)
 lab_image_python_version: "3.11"
 lab_image_crane: $CACHE/bin/crane
 lab_image_build_python: /usr/bin/python3.11
@@ -73,7 +76,7 @@ lab_image() {
   rm -f "$CACHE/images/mllab".{tar,stamp,image}   # the Docker-built archive of earlier runs
   write_vars
   local base
-  base=$LAB_IMAGE_BASE:3.11-bookworm-$(head -c 16 "$CACHE/images/python-base.stamp")
+  base=$(base_ref)
   "$CACHE/bin/crane" digest --insecure "$base" >/dev/null 2>&1 ||
     "$CACHE/bin/crane" push --insecure "$CACHE/images/python-base.tar" "$base"
   playbook playbooks/lab-image.yml

@@ -71,20 +71,14 @@ def wheel_digest(wheel: Path) -> str:
     return h.hexdigest()
 
 
-def requirements(wheel: Path, extras: list[str]) -> list[str]:
-    """The wheel's dependency pins for the extras, markers kept (uv evaluates them for the target)."""
-    name, version, requires = wheel_metadata(wheel)
-    return [*sorted(requires), f"# {name} {version} extras={','.join(extras)}"]
-
-
 def plan(args: argparse.Namespace) -> dict[str, str]:
     wheel = Path(args.wheel)
     if not wheel.is_file():
-        raise BuildError(f"lab image: no wheel at {wheel} (the labs layer builds it into artifacts/labs)")
-    _, version, _ = wheel_metadata(wheel)
-    me = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+        raise BuildError(f"no wheel at {wheel} (the labs layer builds it into artifacts/labs)")
+    name, version, requires = wheel_metadata(wheel)
+    me = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()  # a new layout rebuilds the layers
     deps_inputs = json.dumps(
-        [requirements(wheel, args.extras), args.extras, args.base, args.python_version, args.platform, me]
+        [sorted(requires), name, version, args.extras, args.base, args.python_version, args.platform, me]
     )
     deps_tag = "deps-" + hashlib.sha256(deps_inputs.encode()).hexdigest()[:16]
     tag = f"{version}-" + hashlib.sha256((wheel_digest(wheel) + deps_tag).encode()).hexdigest()[:16]
@@ -99,16 +93,19 @@ def plan(args: argparse.Namespace) -> dict[str, str]:
 
 
 # --- crane -------------------------------------------------------------------------------------
-def crane(args: argparse.Namespace, *argv: str, check: bool = True, stdout: int | None = subprocess.PIPE) -> str:
+def crane(args: argparse.Namespace, *argv: str, check: bool = True) -> str:
+    """crane's stdout; with check=False, "" when it fails."""
     cmd = [args.crane, *argv, *(["--insecure"] if args.insecure else [])]
-    proc = subprocess.run(cmd, stdout=stdout, stderr=subprocess.PIPE, text=True)
-    if check and proc.returncode != 0:
-        raise BuildError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    return proc.stdout if proc.returncode == 0 and stdout == subprocess.PIPE else ("" if proc.returncode else "ok")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        if check:
+            raise BuildError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        return ""
+    return proc.stdout
 
 
 def exists(args: argparse.Namespace, ref: str) -> bool:
-    return bool(crane(args, "digest", ref, check=False))
+    return bool(crane(args, "digest", ref, check=False).strip())
 
 
 def base_accounts(args: argparse.Namespace) -> dict[str, bytes]:
@@ -236,7 +233,10 @@ def build_mllab(args: argparse.Namespace, p: dict[str, str], work: Path) -> None
     (root / IMAGE_BIN / "python").chmod(0o755)
     layer_tar(root, work / "mllab.tar")
     shutil.rmtree(root)
-    crane(args, "append", "--base", p["deps_push"], "--new_layer", str(work / "mllab.tar"), "--new_tag", p["push"])
+    # Appended under a work tag and configured onto the final one: a build that stops half-way
+    # never leaves an image without its settings under the tag a rerun would take as done.
+    wip = p["push"] + "-wip"
+    crane(args, "append", "--base", p["deps_push"], "--new_layer", str(work / "mllab.tar"), "--new_tag", wip)
     env = {
         "PATH": f"/{IMAGE_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "PYTHONPATH": f"/{IMAGE_LIB}",
@@ -248,7 +248,7 @@ def build_mllab(args: argparse.Namespace, p: dict[str, str], work: Path) -> None
         "DO_NOT_TRACK": "true",
         "PYTHONUNBUFFERED": "1",
     }
-    mutate = ["mutate", p["push"], "--workdir", "/work", "--cmd", "mllab,--help", "--tag", p["push"]]
+    mutate = ["mutate", wip, "--workdir", "/work", "--cmd", "mllab,--help", "--tag", p["push"]]
     mutate += [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
     mutate += ["--label", f"org.opencontainers.image.version={p['version']}"]
     crane(args, *mutate)
