@@ -84,10 +84,16 @@ lab_image() {
 
 # The cluster's image store is kept between runs: lab images of earlier runs (other tags, or the
 # Docker-built archive of older checkouts) would pile up there, 7 GB for each new set of pins.
+# Removing a tag is not enough: the CRI also names a pulled image by digest
+# (localhost:32000/mllab@sha256:...) and by id, so every image no tag names goes too.
 prune_lab_images() {
-  local keep=$1 sock=${E2E_RUN:-/run/mllab-e2e}/containerd/containerd.sock ref
+  local keep=$1 sock=${E2E_RUN:-/run/mllab-e2e}/containerd/containerd.sock ref id
   for ref in $(ctr --address "$sock" -n k8s.io images ls -q | grep -E "^($REGISTRY_HOST/mllab:|mllab.local/e2e/mllab:)"); do
     [[ $ref == "$keep" ]] || { ctr --address "$sock" -n k8s.io images rm "$ref" >/dev/null && echo "platform.sh: removed $ref"; }
+  done
+  crictl() { "$CACHE/bin/crictl" --runtime-endpoint "unix://$sock" --timeout 120s "$@"; }
+  for id in $(crictl images -o json | jq -r '.images[] | select((.repoTags // []) | length == 0) | .id'); do
+    crictl rmi "$id" >/dev/null && echo "platform.sh: removed untagged image ${id:7:12}"
   done
 }
 

@@ -17,7 +17,9 @@ import base64
 import http.client
 import json
 import os
+import sys
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any
@@ -259,19 +261,31 @@ def test_smoke_inference_service_is_ready_and_predicts_v1_and_v2(api, core):
 # --- Prometheus -----------------------------------------------------------------------------------
 
 
+class Prometheus:
+    """Prometheus's HTTP API through a port-forward to its pod."""
+
+    def __init__(self, core, pod: str) -> None:
+        self.core, self.pod = core, pod
+
+    def raw(self, path: str) -> tuple[int, dict[str, Any]]:
+        status, text = http_via_port_forward(self.core, NS["monitoring"], self.pod, 9090, "GET", path)
+        return status, json.loads(text)
+
+    def __call__(self, path: str) -> Any:
+        status, body = self.raw(path)
+        assert status == 200, body
+        return body["data"]
+
+    def query(self, expr: str) -> tuple[int, dict[str, Any]]:
+        return self.raw("/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+
+
 @pytest.fixture(scope="module")
-def prometheus(api, core):
+def prometheus(api, core) -> Prometheus:
     pods = core.list_namespaced_pod(NS["monitoring"], label_selector="app.kubernetes.io/name=prometheus").items
     if not pods:
         _absent(f"no Prometheus pod in namespace {NS['monitoring']} (monitoring role / observability addon)")
-    pod = _running_pod(core, NS["monitoring"], "app.kubernetes.io/name=prometheus")
-
-    def get(path: str) -> Any:
-        status, text = http_via_port_forward(core, NS["monitoring"], pod, 9090, "GET", path)
-        assert status == 200, text
-        return json.loads(text)["data"]
-
-    return get
+    return Prometheus(core, _running_pod(core, NS["monitoring"], "app.kubernetes.io/name=prometheus"))
 
 
 def _wait_for(check, timeout: float = 240, every: float = 15):
@@ -312,3 +326,39 @@ def test_prometheus_loaded_the_ml_alert_rules(prometheus):
 
     ok, names = _wait_for(check)
     assert ok, f"ML alert rules not loaded; Prometheus has {sorted(names)[:20]}"
+
+
+def _kit_expressions(api, core) -> list[tuple[str, str]]:
+    """Every PromQL expression the monitoring role applied: its dashboards' queries (ConfigMaps,
+    Grafana variables filled in) and its alert rules (PrometheusRule objects)."""
+    from kubernetes import client
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import promql
+
+    selector = "app.kubernetes.io/part-of=mllab"
+    exprs = []
+    for cm in core.list_namespaced_config_map(NS["monitoring"], label_selector=selector).items:
+        if (cm.metadata.labels or {}).get("app.kubernetes.io/component") == "dashboard":
+            for text in (cm.data or {}).values():
+                exprs += promql.dashboard_expressions(text)
+    rules = client.CustomObjectsApi(api).list_namespaced_custom_object(
+        "monitoring.coreos.com", "v1", NS["monitoring"], "prometheusrules", label_selector=selector
+    )["items"]
+    for rule in rules:
+        exprs += promql.rule_expressions(rule)
+    return exprs
+
+
+def test_prometheus_evaluates_every_dashboard_and_rule_expression(api, core, prometheus):
+    """Each query of the three dashboards and each alert rule, sent to /api/v1/query as Grafana and
+    the rule evaluator would: none is refused (a typo, a wrong function, a bad matcher)."""
+    exprs = _kit_expressions(api, core)
+    boards = {where.split(",")[0] for where, _ in exprs if where.startswith("dashboard")}
+    assert len(boards) == 3 and sum(w.startswith("PrometheusRule") for w, _ in exprs) == 4, sorted(boards)
+    errors = {}
+    for where, expr in exprs:
+        status, body = prometheus.query(expr)
+        if status != 200 or body.get("status") != "success":
+            errors[where] = f"{expr!r}: HTTP {status} {body.get('errorType')}: {body.get('error')}"
+    assert not errors, "Prometheus refused:\n" + "\n".join(f"{k}: {v}" for k, v in errors.items())

@@ -5,7 +5,8 @@
 #   busybox                 Debian's busybox-static, for test pods and provisioner helpers
 #   coredns                 cluster DNS, built from its Go module
 #   local-path-provisioner  hostPath PVs on demand, built from its Go module
-# and, by name, the platform's images (mlflow, jupyter, kserve-controller, kube-rbac-proxy)
+# and, by name, the platform's images (mlflow, jupyter, kserve-controller, kube-rbac-proxy),
+# the observability stand-in's (prometheus-operator, prometheus-config-reloader, prometheus)
 # and python-base, on which the lab_image role builds the lab runner image (platform.sh).
 # Each archive is rebuilt only when its inputs change: a stamp next to it hashes the
 # sources, versions and the shell functions that build it.
@@ -171,6 +172,46 @@ build_kube_rbac_proxy() {
     'ENTRYPOINT ["/bin/kube-rbac-proxy"]'
 }
 
+# The Prometheus operator and its config reloader (tests/e2e/prometheus: the wrapper module of
+# the pinned release), each alone in its image at the path the operator's pods run it from
+# (/bin/operator; the reloader is started as /bin/prometheus-config-reloader), non-root.
+build_prometheus_operator() { # build_prometheus_operator NAME CMD IMAGE
+  local name=$1 cmd=$2 image=$3 mod=$E2E/prometheus stamp
+  stamp=$(cat "$mod/go.mod" "$mod/go.sum" <(declare -f rootfs_base pack build_prometheus_operator) <(go version) \
+    <(echo "$PROMETHEUS_OPERATOR_VERSION $cmd $image") | sha256sum)
+  fresh "$name" "$stamp" && { echo "image $image: up to date"; return; }
+  grep -q "github.com/prometheus-operator/prometheus-operator $PROMETHEUS_OPERATOR_VERSION" "$mod/go.mod" || {
+    echo "images/build.sh: $mod/go.mod does not pin prometheus-operator $PROMETHEUS_OPERATOR_VERSION" >&2; return 1; }
+  local rootfs=$OUT/$name.rootfs
+  rootfs_base "$rootfs"
+  # The version as the release's Makefile stamps it (the operator reports it and labels with it).
+  (cd "$mod" && GOFLAGS=-mod=readonly gobuild build -trimpath -o "$rootfs/bin/$cmd" \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_OPERATOR_VERSION#v}" \
+    "github.com/prometheus-operator/prometheus-operator/cmd/$cmd")
+  pack "$name" "$image" "$rootfs" "$stamp" 'USER 65534:65534' "ENTRYPOINT [\"/bin/$cmd\"]"
+}
+
+# Prometheus itself: Debian's package (the one .ci/run installs for promtool), with the shared
+# libraries it links, as /bin/prometheus like the upstream image (the operator passes only args).
+build_prometheus() {
+  local bin=/usr/bin/prometheus stamp lib
+  [[ -x $bin ]] || { echo "images/build.sh: $bin is missing: apt-get install prometheus" >&2; return 1; }
+  "$bin" --version 2>&1 | grep -q "version ${PROMETHEUS_VERSION#v}" || {
+    echo "images/build.sh: $bin is not Prometheus $PROMETHEUS_VERSION (versions.env): $("$bin" --version 2>&1 | head -1)" >&2
+    return 1; }
+  stamp=$(cat "$bin" <(declare -f rootfs_base pack build_prometheus) <(echo "$PROMETHEUS_IMAGE") | sha256sum)
+  fresh prometheus "$stamp" && { echo "image $PROMETHEUS_IMAGE: up to date"; return; }
+  local rootfs=$OUT/prometheus.rootfs
+  rootfs_base "$rootfs"
+  cp "$bin" "$rootfs/bin/prometheus"
+  for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
+    mkdir -p "$rootfs$(dirname "$lib")" && cp -L "$lib" "$rootfs$lib"
+  done
+  mkdir -p "$rootfs/prometheus"  # where the operator mounts its storage
+  pack prometheus "$PROMETHEUS_IMAGE" "$rootfs" "$stamp" 'USER 65534:65534' 'WORKDIR /prometheus' \
+    'ENTRYPOINT ["/bin/prometheus"]'
+}
+
 names=("$@")
 [[ ${#names[@]} -gt 0 ]] || names=(pause busybox coredns local-path-provisioner)
 for name in "${names[@]}"; do
@@ -189,7 +230,11 @@ for name in "${names[@]}"; do
              build_dockerfile jupyter "$JUPYTER_IMAGE" "JUPYTERLAB_VERSION=$JUPYTERLAB_VERSION" ;;
     kserve-controller) build_kserve_controller ;;
     kube-rbac-proxy) build_kube_rbac_proxy ;;
-    *) echo "images/build.sh: unknown image '$name' (pause, busybox, coredns, local-path-provisioner, python-base, mlflow, jupyter, kserve-controller, kube-rbac-proxy)" >&2
+    prometheus-operator) build_prometheus_operator prometheus-operator operator "$PROMETHEUS_OPERATOR_IMAGE" ;;
+    prometheus-config-reloader) build_prometheus_operator prometheus-config-reloader \
+               prometheus-config-reloader "$PROMETHEUS_CONFIG_RELOADER_IMAGE" ;;
+    prometheus) build_prometheus ;;
+    *) echo "images/build.sh: unknown image '$name' (pause, busybox, coredns, local-path-provisioner, python-base, mlflow, jupyter, kserve-controller, kube-rbac-proxy, prometheus-operator, prometheus-config-reloader, prometheus)" >&2
        exit 2 ;;
   esac
 done
