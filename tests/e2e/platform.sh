@@ -25,7 +25,8 @@ VARS=$CACHE/platform-vars.yml
 # The lab image's base: Debian's Python as images/build.sh made it, tagged by its build stamp.
 base_ref() { echo "$LAB_IMAGE_BASE:3.11-bookworm-$(head -c 16 "$CACHE/images/python-base.stamp")"; }
 
-# The e2e settings of the platform layer (bring-your-own-cluster mode, the images built here).
+# The e2e settings of the platform layer (bring-your-own-cluster mode, the images built here;
+# monitoring on the observability stand-in, `cluster observability`, which has no Grafana).
 write_vars() {
   mkdir -p "$ARTIFACTS"
   cat >"$VARS" <<EOF
@@ -54,7 +55,9 @@ kserve_extra_values:
       tag: ${KSERVE_CONTROLLER_IMAGE##*:}
       imagePullPolicy: Never
       rbacProxyImage: $KUBE_RBAC_PROXY_IMAGE
-monitoring_enabled: false
+monitoring_enabled: true
+monitoring_stack_install: false
+monitoring_grafana: false
 EOF
 }
 
@@ -103,6 +106,7 @@ apply() {
   prune_lab_images "$(cat "$ARTIFACTS/lab-image")"
   "$E2E/cluster" import mlflow jupyter kserve-controller kube-rbac-proxy
   "$E2E/kserve/build.sh" charts
+  "$E2E/cluster" observability
   playbook playbooks/platform.yml
 }
 
@@ -126,12 +130,20 @@ reset_platform() {
   done
   left=$("$CACHE/bin/helm" --kubeconfig "$KUBECONFIG_E2E" list --all-namespaces --all --short)
   [[ -z $left ]] || { echo "platform.sh: Helm releases left: $left" >&2; return 1; }
+  # The monitoring stack is not the kit's here (monitoring_stack_install: false, as with the
+  # MicroK8s addon): its namespace and Prometheus stay, the kit's rules and dashboards go.
+  kubectl -n observability get statefulset/prometheus-kube-prom-stack-kube-prome-prometheus >/dev/null ||
+    { echo "platform.sh: the reset deleted the monitoring stack it did not install" >&2; return 1; }
+  left=$(kubectl -n observability get prometheusrules,configmaps -l app.kubernetes.io/part-of=mllab -o name)
+  [[ -z $left ]] || { echo "platform.sh: the kit's objects left in observability: $left" >&2; return 1; }
   kubectl get --raw /readyz >/dev/null
-  echo "platform.sh: the platform layer is gone (releases and namespaces); the cluster still answers"
+  echo "platform.sh: the platform layer is gone (releases, namespaces, rules and dashboards); the monitoring stack and the cluster still answer"
 }
 
+# The platform layer was just applied here, monitoring included: a test that finds a part of it
+# missing fails instead of skipping (MLLAB_EXPECT_LAYERS).
 run_tests() {
-  (cd "$ROOT" && MLLAB_KUBECONFIG=$KUBECONFIG_E2E MLLAB_ARTIFACTS_DIR=$ARTIFACTS \
+  (cd "$ROOT" && MLLAB_KUBECONFIG=$KUBECONFIG_E2E MLLAB_ARTIFACTS_DIR=$ARTIFACTS MLLAB_EXPECT_LAYERS=platform \
     "$VENV/bin/python" -m pytest tests/infra/test_platform.py -p no:cacheprovider -q -ra)
 }
 
