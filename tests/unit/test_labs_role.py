@@ -56,6 +56,8 @@ CASES: dict[str, dict[str, Any]] = {
         "labs_pip_args": ["--no-index"],  # the hook test below must not need the network
         "labs_jupyter_python_base": str(HOOK_HOME / "work/.mllab/python"),
         "labs_jupyter_guides_dir": str(HOOK_HOME / "work/labs"),
+        "monitoring_accuracy_min": 0.9,  # an instructor's stricter alert: lab 7's check must use it too
+        "monitoring_latency_p95_max_seconds": 0.25,
     },
     "jupyter-off": {"labs_jupyter": False, "labs_host_tracking_uri": "http://10.0.0.5:5000/mlflow"},
 }
@@ -214,6 +216,13 @@ def test_jupyterlab_with_the_labs_fields_matches_the_schema_and_keeps_the_platfo
     assert env["JUPYTER_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "jupyter-token"
     assert env["MLLAB_IMAGE"]["value"] == "mllab.local/mllab:0.1.0"
     assert env["MLLAB_JOB_TRACKING_URI"]["value"] == env["MLFLOW_TRACKING_URI"]["value"]
+    assert env["MLLAB_ALERT_ACCURACY_MIN"]["value"] == "0.85"  # monitoring_accuracy_min, for lab 7's check
+    custom_env = {
+        e["name"]: e["value"] for e in good["custom"].patch["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert (
+        custom_env["MLLAB_ALERT_ACCURACY_MIN"] == "0.9" and custom_env["MLLAB_ALERT_LATENCY_P95_MAX_SECONDS"] == "0.25"
+    )
     checksum = merged["spec"]["template"]["metadata"]["annotations"]["mllab.io/dist-checksum"]
     assert checksum == good["defaults"].get("ConfigMap")["metadata"]["annotations"]["mllab.io/checksum"]
     # The patch names only what the labs role owns (server-side apply would take the rest).
@@ -372,6 +381,9 @@ def test_profile_sets_up_the_k8s_backend(good, tmp_path):
     assert custom["MLLAB_TRAINING_NAMESPACE"] == "lab-train"
     assert custom["MLLAB_JOB_TRACKING_URI"] == "http://mlflow.lab-mlflow.svc.cluster.local:5000/mlflow"
     assert custom["MLFLOW_TRACKING_URI"] == "https://lab.example.org/mlflow"
+    # Issue 15: the monitoring layer's thresholds reach lab 7's check (the defaults, or the inventory's).
+    assert (env["MLLAB_ALERT_ACCURACY_MIN"], env["MLLAB_ALERT_LATENCY_P95_MAX_SECONDS"]) == ("0.85", "1.0")
+    assert (custom["MLLAB_ALERT_ACCURACY_MIN"], custom["MLLAB_ALERT_LATENCY_P95_MAX_SECONDS"]) == ("0.9", "0.25")
     assert _profile(good["jupyter-off"])["MLFLOW_TRACKING_URI"] == "http://10.0.0.5:5000/mlflow"
 
 

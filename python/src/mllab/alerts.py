@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import operator
+import os
 import re
 import shutil
 import subprocess
@@ -28,9 +29,52 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mllab.errors import MllabError
+
+# The monitoring layer's defaults (roles/mllab_defaults: monitoring_accuracy_min,
+# monitoring_latency_p95_max_seconds, monitoring_drift_psi_max). The labs layer hands an
+# instructor's own values to the learners as MLLAB_ALERT_* (accuracy_min(), latency_p95_max()).
 ACCURACY_MIN = 0.85
 LATENCY_P95_MAX_SECONDS = 1.0
 DRIFT_PSI_MAX = 0.2
+
+
+class ThresholdError(MllabError, ValueError):
+    """An MLLAB_ALERT_* variable that is not a usable threshold; the message names it, `fix` says what to do."""
+
+
+def _threshold(var: str, default: float, setting: str, ok: Any, want: str) -> float:
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and ok(value)):
+        raise ThresholdError(
+            f"{var}={raw!r} is not {want} (it carries the monitoring layer's {setting})",
+            f"set {setting} in the inventory and rerun the labs layer, or unset {var} for the default {default:g}",
+        )
+    return value
+
+
+def accuracy_min() -> float:
+    """ModelAccuracyDegraded's threshold: the role's monitoring_accuracy_min, via MLLAB_ALERT_ACCURACY_MIN."""
+    return _threshold(
+        "MLLAB_ALERT_ACCURACY_MIN", ACCURACY_MIN, "monitoring_accuracy_min", lambda v: 0 < v <= 1, "a number in (0, 1]"
+    )
+
+
+def latency_p95_max() -> float:
+    """ModelLatencyHigh's threshold in seconds: monitoring_latency_p95_max_seconds, via the environment."""
+    return _threshold(
+        "MLLAB_ALERT_LATENCY_P95_MAX_SECONDS",
+        LATENCY_P95_MAX_SECONDS,
+        "monitoring_latency_p95_max_seconds",
+        lambda v: v > 0,
+        "a number of seconds above 0",
+    )
 
 
 @dataclass
@@ -103,18 +147,16 @@ class Alert:
 
 
 def evaluate(before: Scrape, after: Scrape, model: str) -> list[Alert]:
+    """The role's alert conditions on two scrapes, with the thresholds the role uses (MLLAB_ALERT_*)."""
     alerts = []
+    acc_min, p95_max = accuracy_min(), latency_p95_max()
     accs = [(lab, v) for lab, v in after.get("model_accuracy") if lab.get("model_name") == model]
     if accs:
         lab, v = min(accs, key=lambda x: x[1])
-        alerts.append(Alert("ModelAccuracyDegraded", v < ACCURACY_MIN, v, ACCURACY_MIN, lab))
+        alerts.append(Alert("ModelAccuracyDegraded", v < acc_min, v, acc_min, lab))
     p95 = latency_p95(before, after, model)
     if not math.isnan(p95):
-        alerts.append(
-            Alert(
-                "ModelLatencyHigh", p95 > LATENCY_P95_MAX_SECONDS, p95, LATENCY_P95_MAX_SECONDS, {"model_name": model}
-            )
-        )
+        alerts.append(Alert("ModelLatencyHigh", p95 > p95_max, p95, p95_max, {"model_name": model}))
     psis = [(lab, v) for lab, v in after.get("model_feature_psi") if lab.get("model_name") == model]
     if psis:
         lab, v = max(psis, key=lambda x: x[1])
