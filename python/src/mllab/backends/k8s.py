@@ -519,7 +519,8 @@ class K8sBackend(Backend):
         mode would create. The models travel in a ConfigMap; everything is deleted on exit."""
         ns = self.cfg.serving_namespace
         name = obj.unique_name(f"mllab-{spec.name}", max_len=40)
-        argv = ["python", "-m", "mllab.serving", "--http-port", str(obj.SERVE_PORT)]
+        # 0.0.0.0: the Service reaches the pod on its own IP (the server binds 127.0.0.1 unless told)
+        argv = ["python", "-m", "mllab.serving", "--http-port", str(obj.SERVE_PORT), "--host", "0.0.0.0"]
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:
             for model, path in spec.models.items():

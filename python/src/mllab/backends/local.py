@@ -172,7 +172,7 @@ class LocalBackend(Backend):
     def serve(self, spec: ServeSpec) -> Iterator[Endpoint]:
         spec.workdir.mkdir(parents=True, exist_ok=True)
         port = procs.free_port()
-        argv = [sys.executable, "-m", "mllab.serving", "--http-port", str(port)]
+        argv = [sys.executable, "-m", "mllab.serving", "--http-port", str(port), "--host", "127.0.0.1"]
         for name, path in spec.models.items():
             argv += ["--model", f"{name}={path}"]
         for name, (path, percent) in spec.canary.items():
