@@ -48,17 +48,12 @@ def post(url: str, payload: dict) -> dict:
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    from mllab.procs import wait_http
+
+    if not wait_http(url, timeout, proc):
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{url} not ready after {timeout} s")
+        raise RuntimeError(f"{url} not ready after {timeout} s")
 
 
 WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")

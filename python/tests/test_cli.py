@@ -12,7 +12,7 @@ import pytest
 from conftest import run_mllab as run
 from mllab.procs import free_port
 
-HEAVY = ("torch", "mlflow", "kserve", "sklearn", "scipy", "matplotlib")
+HEAVY = ("numpy", "torch", "mlflow", "kserve", "sklearn", "scipy", "matplotlib")
 
 PROBE = f"""
 import json, sys
@@ -44,7 +44,16 @@ def probe(*args: str, env_home: Path) -> dict:
 
 
 @pytest.mark.parametrize(
-    "args", [("--help",), ("list",), ("list", "--json"), ("progress", "--json"), ("hint", "2"), ("start", "2")]
+    "args",
+    [
+        ("--help",),
+        ("list",),
+        ("list", "--json"),
+        ("progress", "--json"),
+        ("hint", "2"),
+        ("start", "2"),
+        ("serve", "--help"),
+    ],
 )
 def test_light_commands_do_not_import_heavy_packages(args: tuple[str, ...], home: Path) -> None:
     result = probe(*args, env_home=home)

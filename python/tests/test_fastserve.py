@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
 import numpy as np
 import pytest
 from mllab import fastserve as fs
+from mllab.procs import free_port, wait_http
 
 
 @pytest.fixture(scope="module")
@@ -145,12 +144,6 @@ def test_v2_payload_errors_name_the_problem(tensor, fragment):
 
 
 # --- a real server process ------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def call(url: str, payload: object | None = None, raw: bytes | None = None) -> tuple[int, dict]:
     data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
@@ -169,14 +162,7 @@ def server(tmp_path_factory, onnx_bytes):
     argv = [sys.executable, "-m", "mllab.fastserve", "serve", str(path), "--name", "iris", "--port", str(port)]
     proc = subprocess.Popen([*argv, "--host", "127.0.0.1"])
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if call(base + "/v2/health/ready")[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
+    if not wait_http(base + "/v2/health/ready", 60, proc):
         proc.kill()
         pytest.fail("fastserve did not become ready in 60 s")
     yield base

@@ -137,6 +137,7 @@ def test_the_runtime_is_the_issues_contract(run):
     assert container["image"] == "mllab.local/e2e/mllab:0.1.0"  # kserve_fastserve_image = mllab_image
     assert container["args"] == [
         "python", "-m", "mllab.fastserve", "serve", "/mnt/models", "--name", "{{.Name}}", "--port", "8080",
+        "--host", "0.0.0.0",  # the server binds 127.0.0.1 unless told: the pod's Service needs 0.0.0.0
     ]  # fmt: skip
     sc = container["securityContext"]
     assert sc["runAsNonRoot"] is True and sc["runAsUser"] > 0 and sc["allowPrivilegeEscalation"] is False

@@ -372,7 +372,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "pass a model directory written by the labs, e.g. ~/.mllab/labs/06-serving/run/models/v1 "
             "(run `mllab run 6` first)",
         )
-    return serve_main(["--http-port", str(args.port), "--model", f"{args.name}={model}"])
+    return serve_main(
+        [
+            "--http-port",
+            str(args.port),
+            "--host",
+            args.host,
+            "--model",
+            f"{args.name}={model}",
+            "--max-body-mib",
+            str(args.max_body_mib),
+            "--max-rows",
+            str(args.max_rows),
+        ]
+    )
 
 
 # --- parser -----------------------------------------------------------------------------------
@@ -458,6 +471,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model directory (contains meta.json and model.pt)")
     p.add_argument("--port", type=_port, default=8080, help="HTTP port (default 8080)")
     p.add_argument("--name", default="digits", help="model name in the URLs (default: digits)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)",
+    )
+    from mllab.serving.limits import add_limit_options  # no numpy: the CLI starts light
+
+    add_limit_options(p)
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
-from mllab.backends.local import http_ok
+from mllab.procs import http_ok
 
 
 def _item(component: str, status: str, detail: str, fix: str = "", required: bool = False) -> dict[str, Any]:

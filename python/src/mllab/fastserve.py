@@ -14,7 +14,10 @@ Why it is fast: a scikit-learn forest pays ~10 ms of Python overhead per ``predi
 call whatever the batch size; compiled to ONNX the same trees answer one row in tens of
 microseconds, and the micro-batcher turns the requests that arrive while one batch runs
 into the next single call. Malformed requests get HTTP 400 with a JSON ``error`` naming
-what is wrong; the server keeps serving.
+what is wrong (the V1/V2 parser is the labs' server's, ``mllab.serving.protocol``); bodies over
+``--max-body-mib`` (default 4) and requests over ``--max-rows`` (default 10000) get 413; the
+server keeps serving, and health probes answer while a large request is parsed or predicted.
+It binds 127.0.0.1 unless ``--host`` says otherwise (``--host 0.0.0.0`` in a pod).
 
     python -m mllab.fastserve compile model.joblib --sample X.npy -o model.onnx
     python -m mllab.fastserve serve model.onnx --name iris --port 8080
@@ -36,11 +39,19 @@ from typing import Any
 
 import numpy as np
 
-V2_DATATYPES = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32}
+from mllab.serving import protocol  # the shared V1/V2 parser (the labs' KServe server's)
+from mllab.serving.protocol import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_ROWS,
+    INLINE_PARSE_BYTES,
+    BadRequest,
+    InputSpec,
+    add_limit_options,
+    max_body_bytes,
+    read_body,
+)
 
-
-class BadRequest(ValueError):
-    """A request the protocol does not allow; its message goes back as the 400 body."""
+__all__ = ["BadRequest", "MicroBatcher", "OnnxClassifier", "create_app", "parse_v1", "parse_v2", "serve"]
 
 
 # ---- the compiled model ------------------------------------------------------------------
@@ -117,7 +128,11 @@ class MicroBatcher:
                 items.append(item)
                 size += len(item[0])
             try:
-                out = self.predict(np.concatenate([rows for rows, _ in items]))
+                batch = items[0][0] if len(items) == 1 else np.concatenate([rows for rows, _ in items])
+                if size > self.max_batch:  # one request over max_batch: off the loop, so probes still answer
+                    out = await asyncio.get_running_loop().run_in_executor(None, self.predict, batch)
+                else:
+                    out = self.predict(batch)
             except Exception as exc:  # one bad batch fails its requests, not the server
                 for _, fut in items:
                     if not fut.done():
@@ -132,57 +147,25 @@ class MicroBatcher:
                 start += len(rows)
 
 
-# ---- protocol payloads ----------------------------------------------------------------------
+# ---- protocol payloads (the shared parser: mllab.serving.protocol) ------------------------------
 def parse_v1(body: Any, n_features: int | None) -> np.ndarray:
-    if not isinstance(body, dict) or "instances" not in body:
-        raise BadRequest('V1 request must be a JSON object with "instances": [[feature, ...], ...]')
-    return as_matrix(body["instances"], n_features, "instances")
+    return protocol.parse_v1(body, InputSpec(n_features))
 
 
 def parse_v2(body: Any, n_features: int | None) -> tuple[np.ndarray, str | None]:
-    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
-        raise BadRequest('V2 request must be a JSON object with "inputs": [{name, shape, datatype, data}]')
-    tensor = body["inputs"][0]
-    if not isinstance(tensor, dict):
-        raise BadRequest("inputs[0] must be an object with name, shape, datatype and data")
-    missing = [k for k in ("name", "shape", "datatype", "data") if k not in tensor]
-    if missing:
-        raise BadRequest(f"inputs[0] lacks {', '.join(missing)}")
-    if tensor["datatype"] not in V2_DATATYPES:
-        raise BadRequest(f"inputs[0].datatype {tensor['datatype']!r} is not supported: use {sorted(V2_DATATYPES)}")
-    shape = tensor["shape"]
-    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(d, int) and d > 0 for d in shape)):
-        raise BadRequest(f"inputs[0].shape must be [rows, features], got {shape!r}")
-    x = as_matrix(tensor["data"], None, "inputs[0].data", flat=True)
-    if x.size != shape[0] * shape[1]:
-        raise BadRequest(f"inputs[0].data has {x.size} values but shape {shape} needs {shape[0] * shape[1]}")
-    x = x.reshape(shape)
-    if n_features is not None and shape[1] != n_features:
-        raise BadRequest(f"inputs[0] has {shape[1]} features per row, the model expects {n_features}")
-    return x, body.get("id")
-
-
-def as_matrix(data: Any, n_features: int | None, where: str, flat: bool = False) -> np.ndarray:
-    try:
-        x = np.asarray(data, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise BadRequest(f"{where} must hold numbers only ({exc})") from None
-    if flat:
-        x = x.reshape(-1) if x.ndim >= 1 else x
-        if x.ndim != 1 or x.size == 0:
-            raise BadRequest(f"{where} must be a non-empty list of numbers")
-        return x
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise BadRequest(f"{where} must be a non-empty list of rows, each a list of numbers; got shape {x.shape}")
-    if n_features is not None and x.shape[1] != n_features:
-        raise BadRequest(f"{where} rows have {x.shape[1]} features, the model expects {n_features}")
-    if not np.isfinite(x).all():
-        raise BadRequest(f"{where} contains NaN or infinity")
-    return x
+    return protocol.parse_v2(body, InputSpec(n_features))
 
 
 # ---- the ASGI app ---------------------------------------------------------------------------
-def create_app(name: str, model: OnnxClassifier, version: str = "1", max_batch: int = 512):
+def create_app(
+    name: str,
+    model: OnnxClassifier,
+    version: str = "1",
+    max_batch: int = 512,
+    max_body: int = DEFAULT_MAX_BODY_BYTES,
+    max_rows: int = DEFAULT_MAX_ROWS,
+):
+    import anyio
     import orjson
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -190,6 +173,7 @@ def create_app(name: str, model: OnnxClassifier, version: str = "1", max_batch: 
     from starlette.routing import Route
 
     batcher = MicroBatcher(model.predict, max_batch=max_batch)
+    spec = InputSpec(model.n_features, max_rows=max_rows)
 
     def js(obj: Any, status: int = 200) -> Response:
         return Response(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY), status, media_type="application/json")
@@ -200,28 +184,30 @@ def create_app(name: str, model: OnnxClassifier, version: str = "1", max_batch: 
             None if got == name else js({"error": f"model {got!r} is not served here; this server has {name!r}"}, 404)
         )
 
-    async def body_of(request: Request) -> Any:
-        try:
-            return orjson.loads(await request.body())
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"body is not valid JSON: {exc}") from None
+    async def parsed(request: Request, parse):
+        """The body (size-checked before it is read) through the shared parser; a large body parses
+        in a worker thread, so health probes keep answering meanwhile."""
+        raw = await read_body(request, max_body)
+        if len(raw) > INLINE_PARSE_BYTES:
+            return await anyio.to_thread.run_sync(parse, raw, spec)
+        return parse(raw, spec)
 
     async def v1_predict(request: Request) -> Response:
         if (err := check_name(request)) is not None:
             return err
         try:
-            x = parse_v1(await body_of(request), model.n_features)
+            x = await parsed(request, protocol.parse_v1)
         except BadRequest as exc:
-            return js({"error": str(exc)}, 400)
+            return js({"error": str(exc)}, exc.status)
         return js({"predictions": await batcher.submit(x)})
 
     async def v2_infer(request: Request) -> Response:
         if (err := check_name(request)) is not None:
             return err
         try:
-            x, rid = parse_v2(await body_of(request), model.n_features)
+            x, rid = await parsed(request, protocol.parse_v2)
         except BadRequest as exc:
-            return js({"error": str(exc)}, 400)
+            return js({"error": str(exc)}, exc.status)
         labels = await batcher.submit(x)
         return js(
             {
@@ -315,10 +301,18 @@ def smoke_model(out_dir: str | Path, seed: int = 42) -> Path:
     return out / MODEL_FILE
 
 
-def serve(model_path: str, name: str, port: int, host: str = "0.0.0.0", max_batch: int = 512) -> None:
+def serve(
+    model_path: str,
+    name: str,
+    port: int,
+    host: str = "127.0.0.1",
+    max_batch: int = 512,
+    max_body: int = DEFAULT_MAX_BODY_BYTES,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> None:
     import uvicorn
 
-    app = create_app(name, OnnxClassifier(model_path), max_batch=max_batch)
+    app = create_app(name, OnnxClassifier(model_path), max_batch=max_batch, max_body=max_body, max_rows=max_rows)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning", loop="uvloop", http="httptools")
 
 
@@ -333,8 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("model")
     s.add_argument("--name", required=True)
     s.add_argument("--port", type=int, default=8080)
-    s.add_argument("--host", default="0.0.0.0")
-    s.add_argument("--max-batch", type=int, default=512)
+    s.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 in a pod, for the Service)"
+    )
+    s.add_argument("--max-batch", type=int, default=512, help="most rows in one model call (default 512)")
+    add_limit_options(s)
     m = sub.add_parser("smoke-model", help="write the smoke-test model (iris forest, compiled) to DIR/model.onnx")
     m.add_argument("dir")
     m.add_argument("--seed", type=int, default=42)
@@ -359,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         model = resolve_model(args.model)
     except FileNotFoundError as exc:
         parser.error(str(exc))
-    serve(str(model), args.name, args.port, args.host, args.max_batch)
+    serve(str(model), args.name, args.port, args.host, args.max_batch, max_body_bytes(args), args.max_rows)
     return 0
 
 

@@ -21,6 +21,7 @@ _LIVE: set[subprocess.Popen[bytes]] = set()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now (the kernel's pick), for a server this process starts."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
@@ -98,15 +99,38 @@ def tail(path: Path, lines: int = 20) -> str:
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.2, proc: subprocess.Popen[bytes] | None = None) -> bool:
-    """Poll `predicate` until it is true, `timeout` passes, or `proc` dies."""
+    """Poll `predicate` until it is true, `timeout` passes, or `proc` dies. A predicate that raises
+    OSError (a connection refused, a reset) counts as not true yet."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
-            return True
+        try:
+            if predicate():
+                return True
+        except OSError:
+            pass
         if proc is not None and proc.poll() is not None:
             return False
         time.sleep(interval)
     return False
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """Whether GET `url` answers 2xx within `timeout` (refused, unreachable, an HTTP error: False)."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return 200 <= resp.status < 300
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
+        return False
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, interval: float = 0.3) -> bool:
+    """Poll GET `url` until it answers 2xx (True), or `timeout` passes or `proc` exits (False): a
+    server's readiness, e.g. wait_http(base + "/v2/health/ready", 120, proc)."""
+    return wait_for(lambda: http_ok(url), timeout, interval=interval, proc=proc)
 
 
 atexit.register(stop_all)

@@ -21,11 +21,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
-import urllib.request
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -268,35 +265,30 @@ def render_matrix() -> dict[str, Run]:
 
 
 def free_port() -> int:
-    """A TCP port nothing listens on now, for the servers the platform tests start."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port nothing listens on now, for the servers the platform tests start (mllab.procs')."""
+    from mllab.procs import free_port
+
+    return free_port()
 
 
 def wait_until_serving(
     ready: Callable[[], bool], proc: subprocess.Popen, log: Any, log_path: Path, what: str, timeout: float = 120
 ) -> None:
-    """Poll `ready()` (connection errors count as not ready) until it is true; fail with the server's
-    last log lines when the process exits or `timeout` passes."""
+    """Poll `ready()` (connection errors count as not ready: mllab.procs.wait_for) until it is true;
+    fail with the server's last log lines when the process exits or `timeout` passes."""
     import pytest
+    from mllab.procs import wait_for
 
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if ready():
-                return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            log.flush()
-            pytest.fail(f"{what} did not start: " + log_path.read_text()[-3000:])
-        time.sleep(0.5)
+    if not wait_for(ready, timeout, interval=0.5, proc=proc):
+        log.flush()
+        pytest.fail(f"{what} did not start: " + log_path.read_text()[-3000:])
 
 
 def http_200(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return resp.status == 200
+    """GET `url` answers 2xx (mllab.procs.http_ok)."""
+    from mllab.procs import http_ok
+
+    return http_ok(url, timeout=5)
 
 
 def stop_server(proc: subprocess.Popen, log: Any) -> None:

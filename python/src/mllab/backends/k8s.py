@@ -517,11 +517,10 @@ class K8sBackend(Backend):
         """The lab's KServe-protocol server (python -m mllab.serving) with the lab's models: an
         InferenceService when KServe is installed, else the Deployment + Service KServe's Standard
         mode would create. The models travel in a ConfigMap; everything is deleted on exit."""
-        from mllab.backends.local import http_ok
-
         ns = self.cfg.serving_namespace
         name = obj.unique_name(f"mllab-{spec.name}", max_len=40)
-        argv = ["python", "-m", "mllab.serving", "--http-port", str(obj.SERVE_PORT)]
+        # 0.0.0.0: the Service reaches the pod on its own IP (the server binds 127.0.0.1 unless told)
+        argv = ["python", "-m", "mllab.serving", "--http-port", str(obj.SERVE_PORT), "--host", "0.0.0.0"]
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:
             for model, path in spec.models.items():
@@ -577,7 +576,7 @@ class K8sBackend(Backend):
             if spec.monitor:
                 self._monitor(create, name, lbls, service_selector)
             url = self._service_url(service, ns)
-            if not procs.wait_for(lambda: http_ok(url + "/v2/health/ready"), 120, interval=0.5):
+            if not procs.wait_http(url + "/v2/health/ready", 120, interval=0.5):
                 raise MllabError(
                     f"{url}/v2/health/ready does not answer from here", "check the Service and network policies"
                 )

@@ -6,8 +6,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -17,14 +15,7 @@ from mllab import procs
 from mllab.backends.base import Backend, Endpoint, JobResult, JobSpec, ServeSpec
 from mllab.errors import MllabError, TrackingUnavailable
 from mllab.home import home
-
-
-def http_ok(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return 200 <= resp.status < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+from mllab.procs import http_ok
 
 
 def check_tracking_uri(uri: str) -> None:
@@ -107,7 +98,7 @@ class LocalBackend(Backend):
         # and they would cost 4 idle processes on a 2-core laptop.
         proc = procs.spawn(argv, log, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
         url = f"http://127.0.0.1:{port}"
-        if not procs.wait_for(lambda: http_ok(url + "/health"), timeout=120, interval=0.3, proc=proc):
+        if not procs.wait_http(url + "/health", timeout=120, proc=proc):
             procs.stop(proc)
             raise TrackingUnavailable(
                 f"the local MLflow server did not start on port {port}; last log lines:\n{procs.tail(log)}",
@@ -181,7 +172,7 @@ class LocalBackend(Backend):
     def serve(self, spec: ServeSpec) -> Iterator[Endpoint]:
         spec.workdir.mkdir(parents=True, exist_ok=True)
         port = procs.free_port()
-        argv = [sys.executable, "-m", "mllab.serving", "--http-port", str(port)]
+        argv = [sys.executable, "-m", "mllab.serving", "--http-port", str(port), "--host", "127.0.0.1"]
         for name, path in spec.models.items():
             argv += ["--model", f"{name}={path}"]
         for name, (path, percent) in spec.canary.items():
@@ -191,7 +182,7 @@ class LocalBackend(Backend):
         proc = procs.spawn(argv, log)
         url = f"http://127.0.0.1:{port}"
         try:
-            if not procs.wait_for(lambda: http_ok(url + "/v2/health/ready"), timeout=120, interval=0.3, proc=proc):
+            if not procs.wait_http(url + "/v2/health/ready", timeout=120, proc=proc):
                 raise MllabError(
                     f"the model server {spec.name!r} did not become ready on port {port}; last log lines:\n"
                     f"{procs.tail(log)}",

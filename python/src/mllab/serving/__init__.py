@@ -20,10 +20,19 @@ Deployment but routes no traffic to it.
 Prometheus metrics on ``/metrics`` use the monitoring role's names: ``model_predictions_total``,
 ``model_prediction_latency_seconds``, ``model_prediction_errors_total``, ``model_accuracy`` (fed by
 delayed labels posted to ``NAME-feedback``) and ``model_feature_psi`` (live window vs. training data).
+
+Limits (the same options as ``mllab.fastserve``): ``--max-body-mib`` (default 4) and ``--max-rows``
+(default 10000), over which a request gets 413; ``--host`` (default 127.0.0.1, ``0.0.0.0`` in a pod).
 """
 
 from __future__ import annotations
 
-from mllab.serving.server import main
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m mllab.serving` (imported on call: `mllab.serving.limits` stays numpy-free for the CLI)."""
+    from mllab.serving.server import main as server_main
+
+    return server_main(argv)
+
 
 __all__ = ["main"]

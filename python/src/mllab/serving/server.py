@@ -1,10 +1,21 @@
-"""The KServe model server process: `python -m mllab.serving --http-port 8080 --model digits=DIR`."""
+"""The KServe model server process: `python -m mllab.serving --http-port 8080 --model digits=DIR`.
+
+Under bad input (issue 16): bodies over --max-body-mib get 413 before they are read, requests of
+more rows than --max-rows get 413, a V2 body whose envelope has the wrong JSON types (what KServe's
+typed decoder would coerce or answer with 422) gets 400 naming the value; the rest of the protocol
+is the learner's DigitsModel's (lab 6: its predict answers a malformed request with 400). The
+learner's predict runs in a worker thread, so health probes answer while a request is predicted.
+The server binds 127.0.0.1 unless --host says otherwise (a pod passes --host 0.0.0.0).
+"""
 
 from __future__ import annotations
 
 import argparse
 import collections
 import contextvars
+import dataclasses
+import functools
+import inspect
 import random
 import sys
 import threading
@@ -15,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from mllab.serving.protocol import BadRequest
+from mllab.serving import protocol
+from mllab.serving.protocol import DIGITS, BadRequest, InputSpec
 
 WINDOW = 300  # live inputs kept for drift (PSI) per model
 MIN_WINDOW = 100  # no PSI before this many inputs
@@ -87,10 +99,20 @@ def model_code() -> Any:
 _REQUEST: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("mllab_request")
 
 
-def build_models(name: str, model_dir: Path, canary: tuple[Path, int] | None, metrics: Metrics, seed: int = 0):
+def build_models(
+    name: str,
+    model_dir: Path,
+    canary: tuple[Path, int] | None,
+    metrics: Metrics,
+    seed: int = 0,
+    spec: InputSpec = DIGITS,
+):
     """NAME's model (the learner's `DigitsModel`, given `classify`, the revisions and the canary
     split) and NAME-feedback (delayed labels). The kit's part: which revision answers, metrics,
-    the drift window, and the record of served predictions; the protocol is the learner's."""
+    the drift window, the record of served predictions, the row cap (spec.max_rows) and running the
+    learner's predict off the event loop; the protocol is the learner's."""
+    import anyio
+
     kserve = _load_kserve()
     from kserve.errors import InvalidInput
     from kserve.protocol.infer_type import InferRequest
@@ -100,6 +122,7 @@ def build_models(name: str, model_dir: Path, canary: tuple[Path, int] | None, me
     from mllab.model import predict_proba
 
     Learner = model_code().DigitsModel
+    learner_async = inspect.iscoroutinefunction(Learner.predict)
 
     class DigitsModel(Learner):  # type: ignore[misc,valid-type]
         def __init__(self) -> None:
@@ -142,12 +165,29 @@ def build_models(name: str, model_dir: Path, canary: tuple[Path, int] | None, me
             X = np.asarray(X, dtype=np.float32)
             if X.ndim != 2 or X.shape[1] != 64 or len(X) == 0:
                 raise ValueError(f"classify() takes the pixels as an array of shape [n, 64], got {list(X.shape)}")
+            protocol.rows_cap(len(X), spec)  # a body the learner parsed itself (no JSON content type)
             rev = self._pick()
             probs = predict_proba(rev.model, to_images(X))
             record = _REQUEST.get(None)
             if record is not None:
                 record.update(rev=rev, X=X, labels=probs.argmax(1))
             return rev.version, probs
+
+        def validate(self, payload: Any) -> Any:
+            """KServe's own check of a V1 body ("instances" not a list) answers 'Expected "instances" to be
+            a list' without the value sent; here the learner's predict gets the body, as in lab 6's
+            probes (parse_v1 names the value). A learner's own validate still runs."""
+            if Learner.validate is not kserve.Model.validate:
+                return Learner.validate(self, payload)
+            return payload
+
+        async def predict(self, payload: Any, headers: dict[str, str] | None = None, *rest: Any) -> Any:
+            """The learner's predict; a plain (sync) one runs in a worker thread, so the event loop keeps
+            answering health probes meanwhile (the thread gets a copy of this context: the request's
+            record, a mutable dict, is the one __call__ reads)."""
+            if learner_async:
+                return await Learner.predict(self, payload, headers, *rest)
+            return await anyio.to_thread.run_sync(functools.partial(Learner.predict, self, payload, headers, *rest))
 
         async def __call__(self, body: Any, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
             start = time.perf_counter()
@@ -156,9 +196,13 @@ def build_models(name: str, model_dir: Path, canary: tuple[Path, int] | None, me
             record: dict[str, Any] = {}
             token = _REQUEST.set(record)
             try:
+                if isinstance(body, dict) and type(body.get("instances")) is list:
+                    protocol.rows_cap(len(body["instances"]), spec)  # before the learner parses them
                 result = await super().__call__(body, headers, **kwargs)
             except BadRequest as exc:
                 metrics.errors.labels(name).inc()
+                if exc.status != 400:  # TooLarge: 413 through the server's BadRequest handler
+                    raise
                 raise InvalidInput(str(exc)) from None
             except Exception:
                 metrics.errors.labels(name).inc()
@@ -254,12 +298,120 @@ def _canary_arg(value: str) -> tuple[str, Path, int]:
     return name, _model_arg(f"{name}={path}")[1], percent
 
 
+V2_BINARY_HEADER = "inference-header-content-length"  # KServe's binary tensor extension: JSON, then the data
+
+
+def guard(app: Any, specs: dict[str, InputSpec], metrics: Metrics, max_body: int) -> None:
+    """The request guard in front of KServe's app, and the handlers that answer what it and the
+    model refuse with ``{"error": ...}``: bodies over `max_body` get 413 before they are read; a V2
+    body for one of `specs`' models has its envelope's JSON types checked (protocol.v2_inputs, in a
+    worker thread when large) and its rows capped (413), because KServe's typed decoder coerces a
+    shape of ``["1", 64]`` or ``[true, 64]`` to ``[1, 64]`` or answers wrong types with 422. What the
+    values mean (datatype, shape, data) is left to the learner's predict: lab 6 grades it."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+
+    def validate(path: str, headers: Any, body: bytes) -> None:
+        hit = protocol.route(path)
+        if hit is None or hit[0] != "v2" or hit[1] not in specs:
+            return
+        spec = specs[hit[1]]
+        raw, data = body, True
+        if (length := headers.get(V2_BINARY_HEADER)) is not None:
+            if not (length.isdigit() and 0 < int(length) <= len(body)):
+                raise BadRequest(
+                    f"{V2_BINARY_HEADER}: {length!r} is not the size of the request's JSON part ({len(body)} bytes "
+                    "in all): send the JSON's size in bytes, or no such header with a JSON body"
+                )
+            raw, data = body[: int(length)], False
+        inputs = protocol.v2_inputs(protocol.loads(raw, spec.v2_example), spec, data=data)
+        if inputs[0]["shape"]:
+            protocol.rows_cap(inputs[0]["shape"][0], spec)
+
+    def on_reject(path: str) -> None:
+        hit = protocol.route(path)
+        if hit is not None and hit[1] in specs:
+            metrics.errors.labels(hit[1]).inc()
+
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # what KServe's V2 decoder refuses past the guard (e.g. "parameters" that is not an object); its
+        # body is Union[InferenceRequest, bytes]: the errors of the bytes branch say nothing useful
+        errors = [e for e in exc.errors() if tuple(e.get("loc", ()))[1:2] != ("bytes",)] or list(exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(k) for k in e.get('loc', ())[1:] if k != 'InferenceRequest') or 'body'}: "
+            f"{e.get('msg')} (got {str(e.get('input'))[:40]})"
+            for e in errors[:3]
+        )
+        return JSONResponse({"error": f"malformed request: {problems}; example: {protocol.V2_EXAMPLE}"}, 400)
+
+    async def refused(_: Request, exc: BadRequest) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, exc.status)
+
+    app.add_middleware(protocol.RequestGuard, max_body=max_body, validate=validate, on_reject=on_reject)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(BadRequest, refused)
+
+
+def invalid_json_handler(app: Any) -> None:
+    """KServe answers a V1 body that is not JSON with "Unrecognized request format: <orjson's error>";
+    this handler (added after KServe's own) says what to send instead, as the shared parser does."""
+    from kserve.errors import InvalidInput, invalid_input_handler
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+
+    async def handler(request: Request, exc: InvalidInput) -> JSONResponse:
+        prefix = "Unrecognized request format: "
+        if not str(exc).startswith(prefix):
+            return await invalid_input_handler(request, exc)
+        hit = protocol.route(request.url.path)
+        example = protocol.V2_EXAMPLE if hit and hit[0] == "v2" else protocol.V1_EXAMPLE
+        why = str(exc)[len(prefix) :]
+        return JSONResponse(
+            {"error": f"the request body is not valid JSON ({why}); send Content-Type: application/json and {example}"},
+            400,
+        )
+
+    app.add_exception_handler(InvalidInput, handler)
+
+
+def model_server(kserve: Any, host: str, **kwargs: Any) -> Any:
+    """kserve.ModelServer binding `host` (KServe's REST server hard-codes 0.0.0.0), with the
+    invalid-JSON handler added after KServe's handlers."""
+
+    class HostModelServer(kserve.ModelServer):
+        async def _serve(self) -> None:
+            rest = getattr(self, "_rest_server", None)
+            if rest is None or not hasattr(rest, "config") or not hasattr(rest, "create_application"):
+                raise RuntimeError(
+                    f"kserve {getattr(kserve, '__version__', '?')} has no REST server config to set the host on: "
+                    "use the kserve version of the labs extra (pip install -e 'python[labs]')"
+                )
+            rest.config.host = host  # read when uvicorn binds, which happens inside super()._serve()
+            create = rest.create_application
+
+            def create_application() -> None:
+                create()
+                from kserve.model_server import app
+
+                invalid_json_handler(app)
+
+            rest.create_application = create_application
+            await super()._serve()
+
+    return HostModelServer(**kwargs)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mllab.serving", description="KServe model server for the labs")
     p.add_argument("--http-port", type=int, default=8080)
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 in a pod, for the Service)"
+    )
     p.add_argument("--model", type=_model_arg, action="append", required=True, help="NAME=DIR (repeatable)")
     p.add_argument("--canary", type=_canary_arg, action="append", default=[], help="NAME=DIR:PERCENT")
     p.add_argument("--seed", type=int, default=0, help="seed of the canary traffic split")
+    protocol.add_limit_options(p)
     args = p.parse_args(argv)
     import torch
 
@@ -272,15 +424,25 @@ def main(argv: list[str] | None = None) -> int:
     from mllab.exercise import ExerciseError
 
     metrics = Metrics()
+    spec = dataclasses.replace(DIGITS, max_rows=args.max_rows)
     models = []
     try:
         for name, path in args.model:
-            models += build_models(name, path, canaries.get(name), metrics, seed=args.seed)
+            models += build_models(name, path, canaries.get(name), metrics, seed=args.seed, spec=spec)
     except ExerciseError as exc:  # the learner's digits_model.py cannot be served: say why, in the log
         print(f"error: {exc.message}\nfix: {exc.fix}", file=sys.stderr, flush=True)
         return exc.exit_code
-    kserve.ModelServer(
-        http_port=args.http_port, enable_grpc=False, workers=1, grace_period=2, enable_latency_logging=False
+    from kserve.model_server import app
+
+    guard(app, {name: spec for name, _ in args.model}, metrics, protocol.max_body_bytes(args))
+    model_server(
+        kserve,
+        args.host,
+        http_port=args.http_port,
+        enable_grpc=False,
+        workers=1,
+        grace_period=2,
+        enable_latency_logging=False,
     ).start(models)
     return 0
 
