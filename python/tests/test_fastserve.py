@@ -219,3 +219,40 @@ def test_serve_names_a_missing_model_and_how_to_make_one(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert str(tmp_path) in err and "model.onnx" in err and "smoke-model" in err
+
+
+def _samples(text: str) -> dict[str, float]:
+    """`name{labels}` -> value of a Prometheus text exposition (parsed by prometheus_client's parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        f"{s.name}{{{','.join(f'{k}={v}' for k, v in sorted(s.labels.items()))}}}": s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_server_exports_kserve_and_kit_metrics(server):
+    """Issue 15: the kit's PodMonitor scrapes predictors on :8080/metrics, and the serving dashboard
+    reads KServe's request_predict_seconds and the kit's model_* counters: fastserve exports them,
+    counting rows served and requests refused."""
+    import urllib.request
+
+    def scrape() -> dict[str, float]:
+        with urllib.request.urlopen(server + "/metrics", timeout=10) as resp:
+            assert resp.headers["Content-Type"].startswith("text/plain")
+            return _samples(resp.read().decode())
+
+    before = scrape()
+    rows = [[5.1, 3.5, 1.4, 0.2]] * 3
+    assert call(server + "/v1/models/iris:predict", {"instances": rows})[0] == 200
+    assert call(server + "/v1/models/iris:predict", {"instances": [[1, 2]]})[0] == 400
+    after = scrape()
+
+    def delta(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert delta("model_predictions_total{model_name=iris,model_version=1}") == 3
+    assert delta("model_prediction_errors_total{model_name=iris}") == 1
+    assert delta("request_predict_seconds_count{model_name=iris}") == 1
+    assert delta("request_predict_seconds_bucket{le=+Inf,model_name=iris}") == 1

@@ -174,6 +174,7 @@ def create_app(
 
     batcher = MicroBatcher(model.predict, max_batch=max_batch)
     spec = InputSpec(model.n_features, max_rows=max_rows)
+    metrics = ServerMetrics(name, version)
 
     def js(obj: Any, status: int = 200) -> Response:
         return Response(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY), status, media_type="application/json")
@@ -198,8 +199,12 @@ def create_app(
         try:
             x = await parsed(request, protocol.parse_v1)
         except BadRequest as exc:
+            metrics.errors.inc()
             return js({"error": str(exc)}, exc.status)
-        return js({"predictions": await batcher.submit(x)})
+        with metrics.latency.time():
+            labels = await batcher.submit(x)
+        metrics.predictions.inc(len(labels))
+        return js({"predictions": labels})
 
     async def v2_infer(request: Request) -> Response:
         if (err := check_name(request)) is not None:
@@ -207,8 +212,11 @@ def create_app(
         try:
             x, rid = await parsed(request, protocol.parse_v2)
         except BadRequest as exc:
+            metrics.errors.inc()
             return js({"error": str(exc)}, exc.status)
-        labels = await batcher.submit(x)
+        with metrics.latency.time():
+            labels = await batcher.submit(x)
+        metrics.predictions.inc(len(labels))
         return js(
             {
                 "model_name": name,
@@ -244,6 +252,10 @@ def create_app(
     async def stats(_: Request) -> Response:
         return js({"calls": batcher.calls, "rows": batcher.rows})
 
+    async def prometheus_metrics(_: Request) -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
     routes = [
         Route("/v1/models/{model}:predict", v1_predict, methods=["POST"]),
         Route("/v1/models/{model}", v1_ready, methods=["GET"]),
@@ -253,6 +265,7 @@ def create_app(
         Route("/v2/models/{model}/ready", v2_model_ready, methods=["GET"]),
         Route("/v2/models/{model}", v2_meta, methods=["GET"]),
         Route("/stats", stats, methods=["GET"]),
+        Route("/metrics", prometheus_metrics, methods=["GET"]),
     ]
 
     @contextlib.asynccontextmanager
@@ -263,7 +276,39 @@ def create_app(
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.batcher = batcher
+    app.state.metrics = metrics
     return app
+
+
+class ServerMetrics:
+    """What a KServe model server exports on ``/metrics``, so the kit's PodMonitor, alert rules and
+    serving dashboard read fastserve like the stock server: KServe's ``request_predict_seconds``
+    histogram (the name and the ``model_name`` label of ``kserve.metrics``), and the kit's
+    ``model_predictions_total{model_name, model_version}`` (one per row) and
+    ``model_prediction_errors_total{model_name}`` (refused requests). A registry of its own, so
+    two apps in one process do not collide."""
+
+    def __init__(self, name: str, version: str) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "request_predict_seconds", "predict request latency", ["model_name"], registry=self.registry
+        ).labels(name)
+        self.predictions = Counter(
+            "model_predictions_total",
+            "Predictions served (one per instance)",
+            ["model_name", "model_version"],
+            registry=self.registry,
+        ).labels(name, version)
+        self.errors = Counter(
+            "model_prediction_errors_total", "Rejected or failed requests", ["model_name"], registry=self.registry
+        ).labels(name)
+
+    def exposition(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
 MODEL_FILE = "model.onnx"
