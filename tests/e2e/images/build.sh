@@ -191,23 +191,23 @@ build_prometheus_operator() { # build_prometheus_operator NAME CMD IMAGE
   pack "$name" "$image" "$rootfs" "$stamp" 'USER 65534:65534' "ENTRYPOINT [\"/bin/$cmd\"]"
 }
 
-# Prometheus itself: Debian's package (the one .ci/run installs for promtool), with the shared
-# libraries it links, as /bin/prometheus like the upstream image (the operator passes only args).
+# Prometheus itself (tests/e2e/prometheus/server: the wrapper module of the release
+# kube-prometheus-stack 77.6.2 runs), static, as /bin/prometheus like the upstream image (the
+# operator passes only arguments). Debian's package cannot stand in: it is built without
+# Kubernetes service discovery, and refuses the operator's kubernetes_sd_configs.
 build_prometheus() {
-  local bin=/usr/bin/prometheus stamp lib
-  [[ -x $bin ]] || { echo "images/build.sh: $bin is missing: apt-get install prometheus" >&2; return 1; }
-  "$bin" --version 2>&1 | grep -q "version ${PROMETHEUS_VERSION#v}" || {
-    echo "images/build.sh: $bin is not Prometheus $PROMETHEUS_VERSION (versions.env): $("$bin" --version 2>&1 | head -1)" >&2
-    return 1; }
-  stamp=$(cat "$bin" <(declare -f rootfs_base pack build_prometheus) <(echo "$PROMETHEUS_IMAGE") | sha256sum)
+  local mod=$E2E/prometheus/server stamp
+  stamp=$(cat "$mod/go.mod" "$mod/go.sum" <(declare -f rootfs_base pack build_prometheus) <(go version) \
+    <(echo "$PROMETHEUS_VERSION $PROMETHEUS_IMAGE") | sha256sum)
   fresh prometheus "$stamp" && { echo "image $PROMETHEUS_IMAGE: up to date"; return; }
+  grep -q "github.com/prometheus/prometheus $PROMETHEUS_MODULE_VERSION" "$mod/go.mod" || {
+    echo "images/build.sh: $mod/go.mod does not pin prometheus $PROMETHEUS_MODULE_VERSION" >&2; return 1; }
   local rootfs=$OUT/prometheus.rootfs
   rootfs_base "$rootfs"
-  cp "$bin" "$rootfs/bin/prometheus"
-  for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
-    mkdir -p "$rootfs$(dirname "$lib")" && cp -L "$lib" "$rootfs$lib"
-  done
   mkdir -p "$rootfs/prometheus"  # where the operator mounts its storage
+  (cd "$mod" && GOFLAGS=-mod=readonly gobuild build -trimpath -o "$rootfs/bin/prometheus" \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}" \
+    github.com/prometheus/prometheus/cmd/prometheus)
   pack prometheus "$PROMETHEUS_IMAGE" "$rootfs" "$stamp" 'USER 65534:65534' 'WORKDIR /prometheus' \
     'ENTRYPOINT ["/bin/prometheus"]'
 }
