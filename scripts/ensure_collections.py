@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Make sure the collections in requirements.yml are installed, without Galaxy if possible.
 
-The `ansible` PyPI package bundles kubernetes.core, community.general, ansible.posix
-and community.docker. When the bundled (or already installed) versions satisfy
+The `ansible` PyPI package bundles kubernetes.core, community.general, ansible.posix,
+community.crypto and community.docker. When the bundled (or already installed) versions satisfy
 requirements.yml, nothing is downloaded, so hosts without Ansible Galaxy work.
 Otherwise `ansible-galaxy collection install -r requirements.yml` runs; if that fails
 too, the error names the missing collections and the way out.

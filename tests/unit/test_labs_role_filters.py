@@ -1,20 +1,14 @@
-"""The labs role's decisions (roles/labs/filter_plugins/mllab_labs.py): the learner kubeconfig
+"""The labs role's decisions (plugins/filter/mllab_labs.py): the learner kubeconfig
 built from an admin one, MLflow's URL on the control host, the guides' ConfigMap keys, the
 1 MiB ConfigMap limit, the role's settings."""
 
 from __future__ import annotations
 
 import base64
-import sys
-from pathlib import Path
 
+import mllab_labs  # plugins/filter (conftest.py)
 import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "roles" / "labs" / "filter_plugins"))
-
-import mllab_labs  # noqa: E402
 
 ADMIN = {
     "apiVersion": "v1",

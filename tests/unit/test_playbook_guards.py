@@ -35,7 +35,7 @@ def test_a_reset_with_an_unknown_scope_stops_naming_the_scopes(tmp_path: Path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-3000:]
     assert "mllab_reset_scope = nodes is not a scope" in out and "RESET=platform" in out, out[-3000:]
-    assert "Remove the platform layer" not in out  # stopped before the platform play
+    assert "Reset | remove the platform layer" not in out  # stopped before the platform play
 
 
 def test_a_reset_without_a_scope_is_the_cluster_reset_and_leaves_the_platform_alone(tmp_path: Path):
@@ -43,5 +43,5 @@ def test_a_reset_without_a_scope_is_the_cluster_reset_and_leaves_the_platform_al
     proc = _playbook("playbooks/reset.yml", tmp_path, mllab_manage_microk8s=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    assert "failed=0" in out and "Remove the platform layer" in out, out[-3000:]
-    assert "Platform reset" not in out  # its tasks were not included
+    assert "failed=0" in out and "Reset | remove the platform layer" in out, out[-3000:]
+    assert "Platform common | reset:" not in out  # its tasks were not included
