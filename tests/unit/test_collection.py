@@ -46,11 +46,13 @@ def _ansible_files() -> list[Path]:
 
 
 def test_the_version_is_the_projects():
-    """One version: python/pyproject.toml's; galaxy.yml and mllab.__version__ repeat it."""
-    project = tomllib.loads((ROOT / "python/pyproject.toml").read_text())["project"]["version"]
-    package = re.search(r'^__version__ = "([^"]+)"$', (ROOT / "python/src/mllab/__init__.py").read_text(), re.M)
-    assert GALAXY["version"] == project, f"galaxy.yml version {GALAXY['version']} != python/pyproject.toml {project}"
-    assert package and package[1] == project, "python/src/mllab/__init__.py __version__ != python/pyproject.toml"
+    """One version: mllab.__version__; pyproject.toml reads it (dynamic) and galaxy.yml repeats it."""
+    pyproject = tomllib.loads((ROOT / "python/pyproject.toml").read_text())
+    assert "version" not in pyproject["project"] and pyproject["project"]["dynamic"] == ["version"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "mllab.__version__"}
+    package = re.search(r'^__version__ = "([^"]+)"', (ROOT / "python/src/mllab/__init__.py").read_text(), re.M)
+    assert package, "python/src/mllab/__init__.py has no __version__"
+    assert GALAXY["version"] == package[1], f"galaxy.yml version {GALAXY['version']} != mllab.__version__ {package[1]}"
 
 
 def _tasks(items) -> list[dict]:
