@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible_tasks import tasks  # tests/unit/ansible_tasks.py
 from needs import missing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,17 +56,6 @@ def test_the_version_is_the_projects():
     assert GALAXY["version"] == package[1], f"galaxy.yml version {GALAXY['version']} != mllab.__version__ {package[1]}"
 
 
-def _tasks(items) -> list[dict]:
-    """Every task of a task list, those inside blocks included."""
-    found = []
-    for task in items or []:
-        if isinstance(task, dict):
-            found.append(task)
-            for key in ("block", "rescue", "always"):
-                found += _tasks(task.get(key))
-    return found
-
-
 def test_the_dependencies_are_the_collections_the_roles_call_with_requirements_ranges():
     required = {c["name"]: c["version"] for c in yaml.safe_load((ROOT / "requirements.yml").read_text())["collections"]}
     deps = GALAXY["dependencies"]
@@ -80,7 +70,7 @@ def test_the_dependencies_are_the_collections_the_roles_call_with_requirements_r
     )
     used: set[str] = set()
     for path in sorted((ROOT / "roles").glob("*/tasks/*.yml")) + sorted((ROOT / "roles").glob("*/handlers/*.yml")):
-        for task in _tasks(yaml.safe_load(path.read_text())):
+        for task in tasks(yaml.safe_load(path.read_text())):
             used |= {m[1] for m in map(fqcn.match, task) if m}
     for pattern in ("*/tasks/*.yml", "*/handlers/*.yml", "*/defaults/*.yml", "*/vars/*.yml", "*/templates/*.j2"):
         for path in (ROOT / "roles").glob(pattern):

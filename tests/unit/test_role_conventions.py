@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible_tasks import tasks  # tests/unit/ansible_tasks.py
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,22 +50,12 @@ PLAYBOOK_PREFIXES = {
 NAMES = {"Helm", "Grafana", "Prometheus", "Kubernetes", "Debian", "Ubuntu", "Docker", "Python"}
 
 
-def _tasks(items) -> list[dict]:
-    found = []
-    for task in items or []:
-        if isinstance(task, dict):
-            found.append(task)
-            for key in ("block", "rescue", "always"):
-                found += _tasks(task.get(key))
-    return found
-
-
 def _named() -> list[tuple[str, str, str]]:
     """(file, expected prefix, name) of every task, handler and play."""
     out = []
     for path in sorted((ROOT / "roles").glob("*/tasks/*.yml")) + sorted((ROOT / "roles").glob("*/handlers/*.yml")):
         role = path.parts[-3]
-        for task in _tasks(yaml.safe_load(path.read_text())):
+        for task in tasks(yaml.safe_load(path.read_text())):
             prefix = ROLE_PREFIXES.get(role, f"<a prefix for {role}>")
             out.append((str(path.relative_to(ROOT)), prefix, task.get("name")))
     for path in sorted((ROOT / "playbooks").glob("*.yml")):
@@ -72,7 +63,7 @@ def _named() -> list[tuple[str, str, str]]:
         for play in yaml.safe_load(path.read_text()):
             out.append((str(path.relative_to(ROOT)), prefix, play.get("name")))
             for key in ("pre_tasks", "tasks", "post_tasks", "handlers"):
-                out += [(str(path.relative_to(ROOT)), prefix, t.get("name")) for t in _tasks(play.get(key))]
+                out += [(str(path.relative_to(ROOT)), prefix, t.get("name")) for t in tasks(play.get(key))]
     return out
 
 
