@@ -160,11 +160,11 @@ def mllab_labs_problems(settings: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"labs_host_tracking_uri = {uri!r} is not an http(s) URL: give e.g. http://10.0.0.5:5000/mlflow"
         )
-    users = settings.get("mllab_users")
+    users = settings.get("mllab_admins")
     if not isinstance(users, list) or not all(
         isinstance(u, str) and re.match(r"^[a-z_][a-z0-9_.-]*$", u) for u in users
     ):
-        problems.append(f"mllab_users = {users!r} must be a list of Unix user names")
+        problems.append(f"mllab_admins = {users!r} must be a list of Unix user names")
     return problems
 
 

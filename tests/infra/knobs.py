@@ -21,3 +21,10 @@ def knob(host: Any, name: str) -> Any:
         if name in defaults:
             return defaults[name]
     raise KeyError(name)
+
+
+def admins(host: Any) -> list[str]:
+    """mllab_admins of the inventory, else the deprecated mllab_users it defaults to."""
+    variables = host.ansible.get_variables()
+    value = variables.get("mllab_admins", variables.get("mllab_users", []))
+    return [] if "{{" in str(value) else list(value or [])

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins" / "filter"))
 
 import mllab_microk8s as mk  # noqa: E402
-from knobs import knob  # noqa: E402
+from knobs import admins, knob  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -94,9 +94,9 @@ def test_configured_addons_in_their_state(host):
 def test_user_kubeconfigs_private(host):
     if not knob(host, "microk8s_user_kubeconfig"):
         pytest.skip("microk8s_user_kubeconfig is false")
-    users = knob(host, "mllab_users") or []
+    users = admins(host)
     if not users:
-        pytest.skip("mllab_users is empty: no user kubeconfig to check")
+        pytest.skip("mllab_admins is empty: no admin kubeconfig to check")
     for user in users:
         config = host.file(f"{host.user(user).home}/.kube/config")
         assert config.exists, f"{user} has no ~/.kube/config"

@@ -4,6 +4,7 @@ and in `make verify` against real hosts."""
 from __future__ import annotations
 
 import pytest
+from knobs import admins  # tests/infra/knobs.py
 
 PACKAGES = ["snapd", "squashfs-tools", "iptables", "curl", "ca-certificates", "jq"]
 SYSCTLS = {"net.ipv4.ip_forward": "1", "net.bridge.bridge-nf-call-iptables": "1"}
@@ -63,7 +64,7 @@ def test_time_sync_enabled(host):
 
 def test_microk8s_group_and_users(host):
     assert host.group("microk8s").exists
-    for user in host.ansible.get_variables().get("mllab_users", []):
+    for user in admins(host):
         assert "microk8s" in host.user(user).groups, f"{user} is not in the microk8s group"
 
 

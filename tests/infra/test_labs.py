@@ -120,7 +120,9 @@ def test_mlflow_answers_at_the_hosts_url(control_host):
 
 def test_learner_kubeconfigs_are_private(control_host):
     account = setting(control_host, "labs_learner_account")
-    users = setting(control_host, "mllab_users")
+    users = setting(control_host, "mllab_admins")
+    if "{{" in str(users):  # the default: the deprecated mllab_users
+        users = setting(control_host, "mllab_users")
     profile = setting(control_host, "labs_profile_file")
     for user in users:
         home = control_host.user(user).home

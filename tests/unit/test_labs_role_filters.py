@@ -112,7 +112,7 @@ GOOD = {
     "labs_jupyter_extras": [],
     "labs_pip_args": ["--index-url", "https://pypi.example/simple"],
     "labs_host_tracking_uri": "",
-    "mllab_users": ["ubuntu", "student_1"],
+    "mllab_admins": ["ubuntu", "student_1"],
 }
 
 
@@ -129,7 +129,7 @@ def test_good_settings_have_no_problem():
         ({"labs_jupyter_extras": ["Labs!"]}, "labs_jupyter_extras"),
         ({"labs_pip_args": "--no-index"}, "labs_pip_args = '--no-index' must be a list"),
         ({"labs_host_tracking_uri": "mlflow:5000"}, "labs_host_tracking_uri = 'mlflow:5000' is not an http(s) URL"),
-        ({"mllab_users": "ubuntu"}, "mllab_users = 'ubuntu' must be a list of Unix user names"),
+        ({"mllab_admins": "ubuntu"}, "mllab_admins = 'ubuntu' must be a list of Unix user names"),
     ],
 )
 def test_bad_settings_are_named(change, message):

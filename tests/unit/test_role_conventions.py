@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # The prefix of each role's task and handler names (a new role gets its line here).
 ROLE_PREFIXES = {
     "base": "Base",
+    "classroom": "Classroom",
     "gpu": "GPU",
     "jupyter": "JupyterLab",
     "kserve": "KServe",

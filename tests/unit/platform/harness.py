@@ -153,7 +153,7 @@ atexit.register(shutil.rmtree, _WORKDIR, ignore_errors=True)  # rendered Secrets
 
 
 def _start(
-    name: str, settings: dict[str, Any], render: bool = True, fresh: bool = True
+    name: str, settings: dict[str, Any], render: bool = True, fresh: bool = True, playbook: Path = PLAYBOOK
 ) -> tuple[subprocess.Popen, Path, Path]:
     base = _WORKDIR / name
     if fresh:
@@ -173,7 +173,7 @@ def _start(
         ANSIBLE_CACHE_PLUGIN="memory",
         ANSIBLE_LOCAL_TEMP=str(base / "tmp"),
     )
-    cmd = [str(ANSIBLE_PLAYBOOK), str(PLAYBOOK), "-e", f"@{base / 'vars.json'}"]
+    cmd = [str(ANSIBLE_PLAYBOOK), str(playbook), "-e", f"@{base / 'vars.json'}"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return proc, render_dir, artifacts
 
@@ -193,6 +193,12 @@ def _finish(proc: subprocess.Popen, render_dir: Path, artifacts: Path, settings:
                     doc["_bundle"] = path.stem
                     run.objects.append(doc)
     return run
+
+
+def render_playbook(playbook: Path, cases: dict[str, dict[str, Any]]) -> dict[str, Run]:
+    """Render `playbook` (render-only mode) for each case {name: settings}, in parallel."""
+    started = {name: (_start(name, s, True, True, playbook), s) for name, s in cases.items()}
+    return {name: _finish(*proc_dirs, s) for name, (proc_dirs, s) in started.items()}
 
 
 def run_playbooks(cases: dict[str, tuple[dict[str, Any], bool]], fresh: bool = True) -> dict[str, Run]:
