@@ -26,14 +26,10 @@ kubectl() { "$CACHE/bin/kubectl" "$@"; }
 MLLAB_IMAGE=$(cat "$CACHE/artifacts/lab-image") ||
   { echo "labs.sh: no lab image pushed yet (tests/e2e/platform.sh apply)" >&2; exit 1; }
 
-# MLflow as the pods reach it (the URI the platform gives JupyterLab) and as this host
-# reaches it (the same path on the Service's cluster IP: the host is the cluster's node).
-job_uri=$(kubectl -n ml-labs get deploy jupyter \
-  -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="MLFLOW_TRACKING_URI")].value}')
-[[ -n $job_uri ]] || { echo "labs.sh: the platform is not applied (tests/e2e/platform.sh apply)" >&2; exit 1; }
-ip=$(kubectl -n mlflow get svc mlflow -o jsonpath='{.spec.clusterIP}')
-export MLFLOW_TRACKING_URI="http://$ip:5000/${job_uri#http://*/}"
-export MLLAB_JOB_TRACKING_URI=$job_uri MLLAB_IMAGE MLLAB_HOME=$CACHE/mllab-home
+# shellcheck source=tests/e2e/lib/playbook.sh
+source "$E2E/lib/playbook.sh"
+mlflow_env
+export MLLAB_IMAGE MLLAB_HOME=$CACHE/mllab-home
 rm -rf "$MLLAB_HOME"
 mkdir -p "$CACHE/logs"
 

@@ -69,12 +69,17 @@ def load_kube_config() -> None:
 
 
 def reset_lab(lab: int, namespaces: list[str]) -> list[str]:
-    """Delete every object labelled for lab `lab` in `namespaces`; returns what was deleted."""
+    """Delete every object labelled for lab `lab` in `namespaces` (in a class, only the learner's:
+    mllab.learner); returns what was deleted."""
     from kubernetes import client
+
+    from mllab.learner import learner
 
     load_kube_config()
     batch, core, custom = client.BatchV1Api(), client.CoreV1Api(), client.CustomObjectsApi()
     selector = f"app.kubernetes.io/managed-by=mllab,mllab.io/lab={lab:02d}"
+    if learner():
+        selector += f",mllab.io/learner={learner()}"
     gone: list[str] = []
     for ns in namespaces:
         for j in batch.list_namespaced_job(ns, label_selector=selector).items:

@@ -93,9 +93,13 @@ class K8sConfig:
 
 
 def labels(lab: int | None, job: str, run_id: str) -> dict[str, str]:
+    from mllab.learner import learner
+
     out = {**MANAGED_BY, "mllab.io/job": dns_label(job), "mllab.io/run": run_id}
     if lab is not None:
         out["mllab.io/lab"] = f"{lab:02d}"
+    if learner():
+        out["mllab.io/learner"] = learner()
     return out
 
 
@@ -123,7 +127,11 @@ def container(
     limits: dict[str, str] = {"cpu": cfg.cpu_limit, "memory": cfg.memory_limit}
     if gpus:
         limits["nvidia.com/gpu"] = str(gpus)
+    from mllab.learner import ENV, learner
+
     base_env = {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "MLFLOW_TRACKING_URI": cfg.job_tracking_uri}
+    if learner():
+        base_env[ENV] = learner()  # the same experiment and model names in the pods
     c: dict[str, Any] = {
         "name": name,
         "image": cfg.image,

@@ -71,4 +71,7 @@ class LabContext:
         return mlflow
 
     def experiment(self, suffix: str = "") -> str:
-        return f"mllab-{self.lab.dirname}{suffix}"
+        """The lab's MLflow experiment (the learner's own in a class: mllab.learner)."""
+        from mllab.learner import per_learner
+
+        return per_learner(f"mllab-{self.lab.dirname}{suffix}")

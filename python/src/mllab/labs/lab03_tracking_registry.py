@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from mllab.labs.base import Check, LabContext
+from mllab.learner import per_learner
 
-MODEL_NAME = "mllab-digits-classifier"
+MODEL_NAME = per_learner("mllab-digits-classifier")  # the learner's own in a class (mllab.learner)
 METRICS = ("accuracy", "f1_macro")
 
 HINTS = [

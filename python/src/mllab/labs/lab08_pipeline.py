@@ -24,9 +24,10 @@ from typing import Any
 from mllab.backends import ServeSpec
 from mllab.errors import UsageError
 from mllab.labs.base import Check, LabContext
+from mllab.learner import per_learner
 from mllab.pipeline import GateFailed, Step, StepResult, run_pipeline
 
-MODEL_NAME = "mllab-pipeline-digits"
+MODEL_NAME = per_learner("mllab-pipeline-digits")  # the learner's own in a class (mllab.learner)
 ALIAS = "production"
 
 HINTS = [

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# A class on the e2e cluster, which must have the platform applied (tests/e2e/platform.sh apply):
+#   1. the classroom role applies a roster of 30 learners (playbooks/labs.yml --tags class), timed;
+#      a second run must report changed=0;
+#   2. tests/infra/test_class.py with learners ana and ben: what a learner can and cannot do, with
+#      real requests made with their own kubeconfigs (authorization, the Service admission policy,
+#      PodSecurity restricted, the NetworkPolicies enforced);
+#   3. ana, ben and cleo run lab 2 at the same time, each on the k8s backend in their own
+#      namespace with their own kubeconfig and settings (artifacts/class/<learner>/), and pass
+#      `mllab check 2`; `mllab class --json` (the admin's view) shows it;
+#   4. roster changes: dropping 27 learners keeps their namespaces (and says so); an empty roster
+#      with mllab_learners_prune: true deletes every learner namespace.
+#
+#   tests/e2e/class.sh
+set -euo pipefail
+
+# shellcheck source=tests/e2e/lib/env.sh
+source "$(dirname "$0")/lib/env.sh"
+# shellcheck source=tests/e2e/lib/playbook.sh
+source "$E2E/lib/playbook.sh"
+
+[[ -f $KUBECONFIG_E2E ]] || { echo "class.sh: no e2e cluster (tests/e2e/cluster up)" >&2; exit 1; }
+kubectl() { "$CACHE/bin/kubectl" --kubeconfig "$KUBECONFIG_E2E" "$@"; }
+image=$(cat "$ARTIFACTS/lab-image") || { echo "class.sh: no lab image pushed yet (tests/e2e/platform.sh apply)" >&2; exit 1; }
+mlflow_env
+write_vars
+CLASS_VARS=$CACHE/class-vars.yml
+LOGS=$CACHE/logs
+mkdir -p "$LOGS"
+three=(ana ben cleo)
+roster=("${three[@]}")
+for i in $(seq 4 30); do roster+=("s$(printf %02d "$i")"); done
+
+# apply_class PRUNE NAME...: the classroom role for this roster; its output in $LOGS/class-apply.log
+apply_class() {
+  local prune=$1
+  shift
+  printf 'mllab_image: %s\nmllab_learners_prune: %s\nmllab_learners: [%s]\n' \
+    "$image" "$prune" "$(IFS=,; echo "$*")" >"$CLASS_VARS"
+  playbook playbooks/labs.yml --tags class -e "@$CLASS_VARS" >"$LOGS/class-apply.log" 2>&1 ||
+    { tail -40 "$LOGS/class-apply.log" >&2; return 1; }
+}
+recap() { grep -E '^localhost +:' "$LOGS/class-apply.log"; }
+
+t=$SECONDS
+apply_class false "${roster[@]}"
+first=$((SECONDS - t))
+echo "class.sh: a class of ${#roster[@]} learners applied in $first s: $(recap)"
+t=$SECONDS
+apply_class false "${roster[@]}"
+second=$((SECONDS - t))
+recap | grep -q ' changed=0 ' || { echo "class.sh: the second run changed something: $(recap)" >&2; exit 1; }
+echo "class.sh: applied again in $second s with changed=0"
+[[ $(kubectl get namespace -l mllab.io/namespace-role=learner -o name | wc -l) == "${#roster[@]}" ]]
+
+(cd "$ROOT" && MLLAB_KUBECONFIG=$KUBECONFIG_E2E MLLAB_ARTIFACTS_DIR=$ARTIFACTS MLLAB_EXPECT_LAYERS=class \
+  MLLAB_CLASS_LEARNERS="ana ben" "$VENV/bin/python" -m pytest tests/infra/test_class.py -p no:cacheprovider -q -ra)
+
+# Three learners at once, each as they would work: their settings file, their kubeconfig, their
+# own mllab state and workspace.
+t=$SECONDS
+for who in "${three[@]}"; do
+  (
+    # shellcheck source=/dev/null
+    source "$ARTIFACTS/class/$who/mllab.env"
+    export MLLAB_HOME=$CACHE/class/$who/home MLLAB_WORKSPACE=$CACHE/class/$who/work
+    rm -rf "$CACHE/class/$who"
+    "$VENV/bin/mllab" run 2 --backend k8s --quick --solution &&
+      "$VENV/bin/mllab" check 2 --json >"$LOGS/class-$who-lab2.json"
+  ) >"$LOGS/class-$who-lab2.log" 2>&1 &
+done
+failed=()
+for who in "${three[@]}"; do wait -n || failed+=("?"); done
+for who in "${three[@]}"; do
+  echo "=== class.sh: lab 2 as $who"
+  tail -5 "$LOGS/class-$who-lab2.log"
+done
+[[ ${#failed[@]} == 0 ]] || { echo "class.sh: lab 2 failed for ${#failed[@]} learner(s); logs in $LOGS/class-*-lab2.log" >&2; exit 1; }
+echo "class.sh: ${three[*]} passed lab 2 together in $((SECONDS - t)) s"
+for who in "${three[@]}"; do
+  left=$(kubectl get jobs,pods -A -l "mllab.io/learner=$who" -o jsonpath='{range .items[*]}{.metadata.namespace}{"\n"}{end}' | sort -u)
+  [[ -z $left || $left == "learner-$who" ]] || { echo "class.sh: $who's objects outside their namespace: $left" >&2; exit 1; }
+done
+
+# The instructor's view, with the admin kubeconfig.
+KUBECONFIG=$KUBECONFIG_E2E "$VENV/bin/mllab" class --json >"$LOGS/class.json"
+"$VENV/bin/python" - "$LOGS/class.json" "${three[@]}" <<'PY'
+import json, sys
+view = {row["learner"]: row for row in json.load(open(sys.argv[1]))["learners"]}
+for who in sys.argv[2:]:
+    lab = view[who]["labs"].get("2") or {}
+    assert lab.get("passed") is True, f"mllab class: lab 2 of {who} is {lab}"
+print(f"class.sh: mllab class shows lab 2 passed for {', '.join(sys.argv[2:])} ({len(view)} learners listed)")
+PY
+
+# Roster changes.
+apply_class false "${three[@]}"
+grep -q "kept with their work and volumes: learner-s04" "$LOGS/class-apply.log" ||
+  { echo "class.sh: the run without 27 learners does not say their namespaces are kept" >&2; exit 1; }
+[[ $(kubectl get namespace -l mllab.io/namespace-role=learner -o name | wc -l) == "${#roster[@]}" ]]
+t=$SECONDS
+apply_class true
+left=$(kubectl get namespace -l mllab.io/namespace-role=learner -o name)
+[[ -z $left ]] || { echo "class.sh: learner namespaces left after the prune: $left" >&2; exit 1; }
+echo "class.sh: removed learners kept without mllab_learners_prune, all ${#roster[@]} deleted with it ($((SECONDS - t)) s)"

@@ -1,0 +1,304 @@
+"""A class on a real cluster (roles/classroom applied): what a learner can and cannot do, shown
+with real requests made with the learner's own kubeconfig (artifacts/class/<learner>/kubeconfig),
+not by reading the manifests or asking `auth can-i`.
+
+- Authorization: a learner creates Jobs, pods and ClusterIP Services in their namespace; cannot
+  read Secrets (not even their own token's), cannot list or create anything in another learner's
+  namespace, cannot list namespaces or nodes, cannot grant themselves rights.
+- Admission: the kit's ValidatingAdmissionPolicy refuses NodePort, LoadBalancer and externalIPs
+  Services with its message; PodSecurity `restricted` refuses a privileged pod and a root pod.
+- Network (needs a NetworkPolicy enforcer: kube-router in the e2e tier, Calico on MicroK8s): a pod
+  of learner B cannot connect to learner A's server, nor to the API server or JupyterLab, and
+  reaches MLflow; A's own pods reach A's server.
+
+Settings: MLLAB_KUBECONFIG (the admin's, as for test_platform.py), MLLAB_ARTIFACTS_DIR (the
+learners' files in <artifacts>/class), MLLAB_CLASS_LEARNERS (two or more names; default: every
+learner folder found there, first two used). Without a class the tests skip with the reason;
+MLLAB_EXPECT_LAYERS containing "class" turns those skips into failures (tests/e2e/class.sh)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(600)
+PORT = 8080
+
+
+def _absent(reason: str) -> None:
+    if "class" in {x.strip() for x in os.environ.get("MLLAB_EXPECT_LAYERS", "").split(",")}:
+        pytest.fail(reason + ", but MLLAB_EXPECT_LAYERS expects the class")
+    pytest.skip(reason)
+
+
+def _class_dir() -> Path:
+    return Path(os.environ.get("MLLAB_ARTIFACTS_DIR") or ROOT / "artifacts") / "class"
+
+
+def _env_file(name: str) -> dict[str, str]:
+    out = {}
+    for line in (_class_dir() / name / "mllab.env").read_text().splitlines():
+        if line.startswith("export ") and "=" in line and "$(" not in line:
+            key, _, value = line[len("export ") :].partition("=")
+            out[key] = shlex.split(value)[0] if value else ""
+    return out
+
+
+class Learner:
+    def __init__(self, name: str) -> None:
+        from kubernetes import client, config
+
+        self.name = name
+        self.env = _env_file(name)
+        self.namespace = self.env["MLLAB_TRAINING_NAMESPACE"]
+        self.api = config.new_client_from_config(config_file=str(_class_dir() / name / "kubeconfig"))
+        self.core = client.CoreV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
+        self.rbac = client.RbacAuthorizationV1Api(self.api)
+
+
+@pytest.fixture(scope="module")
+def learners() -> tuple[Learner, Learner]:
+    wanted = os.environ.get("MLLAB_CLASS_LEARNERS", "").split()
+    folder = _class_dir()
+    if not wanted and folder.is_dir():
+        wanted = sorted(p.name for p in folder.iterdir() if (p / "kubeconfig").is_file())
+    if len(wanted) < 2:
+        _absent(f"no class to test: fewer than two learner kubeconfigs in {folder} (mllab_learners)")
+    try:
+        a, b = Learner(wanted[0]), Learner(wanted[1])
+        a.core.list_namespaced_pod(a.namespace, _request_timeout=10)
+    except Exception as exc:  # no cluster, or a stale kubeconfig
+        _absent(f"learner {wanted[0]}'s cluster does not answer: {str(exc)[:200]}")
+    return a, b
+
+
+def _refused(call, *args, **kwargs) -> Any:
+    """The ApiException of a request that must be refused (the test fails if it is allowed)."""
+    from kubernetes.client import ApiException
+
+    try:
+        call(*args, **kwargs)
+    except ApiException as exc:
+        return exc
+    pytest.fail(f"{call.__name__}{args[:2]} was allowed")
+
+
+def _name(base: str) -> str:
+    return f"{base}-{uuid.uuid4().hex[:6]}"
+
+
+def _pod(name: str, image: str, command: list[str], labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """A pod `restricted` admits: non-root, no privilege escalation, no capabilities, RuntimeDefault."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {"app": name}},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "main",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": command,
+                    "resources": {
+                        "requests": {"cpu": "50m", "memory": "64Mi"},
+                        "limits": {"cpu": "500m", "memory": "256Mi"},
+                    },
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                }
+            ],
+        },
+    }
+
+
+def _job(base: str, image: str) -> dict[str, Any]:
+    """A suspended Job (it makes no pod): what is tested is whether the API accepts it."""
+    template = {"spec": _pod("x", image, ["true"])["spec"]}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": _name(base)},
+        "spec": {"suspend": True, "template": template},
+    }
+
+
+# --- authorization ---------------------------------------------------------------------------
+
+
+def test_a_learner_creates_jobs_and_cluster_ip_services_in_their_namespace(learners):
+    a, _ = learners
+    made = a.batch.create_namespaced_job(a.namespace, _job("authz-job", a.env["MLLAB_IMAGE"]))
+    assert made.metadata.namespace == a.namespace
+    a.batch.delete_namespaced_job(made.metadata.name, a.namespace, propagation_policy="Background")
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": _name("authz-svc")},
+        "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]},
+    }
+    made = a.core.create_namespaced_service(a.namespace, svc)
+    assert made.spec.type == "ClusterIP"
+    a.core.delete_namespaced_service(made.metadata.name, a.namespace)
+
+
+def test_a_learner_cannot_read_secrets_not_even_their_own_token(learners):
+    a, _ = learners
+    assert _refused(a.core.list_namespaced_secret, a.namespace).status == 403
+    assert _refused(a.core.read_namespaced_secret, "mllab-learner-token", a.namespace).status == 403
+
+
+def test_a_learner_cannot_see_or_touch_another_learners_namespace(learners):
+    a, b = learners
+    assert _refused(a.core.list_namespaced_pod, b.namespace).status == 403
+    assert _refused(a.core.list_namespaced_config_map, b.namespace).status == 403
+    job = _job("intruder", a.env["MLLAB_IMAGE"])
+    assert _refused(a.batch.create_namespaced_job, b.namespace, job).status == 403
+    # and B's account, by symmetry
+    assert _refused(b.core.list_namespaced_pod, a.namespace).status == 403
+
+
+def test_a_learner_has_nothing_cluster_wide_and_cannot_grant_themselves_rights(learners):
+    a, _ = learners
+    assert _refused(a.core.list_namespace).status == 403
+    assert _refused(a.core.list_node).status == 403
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": _name("escalate")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": "mllab-learner", "namespace": a.namespace}],
+    }
+    assert _refused(a.rbac.create_namespaced_role_binding, a.namespace, binding).status == 403
+
+
+# --- admission -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ({"type": "NodePort", "ports": [{"port": 80}]}, ["NodePort", "ClusterIP", "port-forward"]),
+        ({"type": "LoadBalancer", "ports": [{"port": 80}]}, ["LoadBalancer"]),
+        ({"ports": [{"port": 80}], "externalIPs": ["192.0.2.10"]}, ["externalIPs"]),
+    ],
+    ids=["nodeport", "loadbalancer", "externalips"],
+)
+def test_the_admission_policy_refuses_services_that_leave_the_cluster(learners, spec, words):
+    a, _ = learners
+    name = _name("exposed")
+    exc = _refused(
+        a.core.create_namespaced_service,
+        a.namespace,
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec},
+    )
+    assert exc.status in (403, 422), exc.status
+    assert "mllab-learner-services" in exc.body and name in exc.body, exc.body
+    for word in words:
+        assert word in exc.body, exc.body
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        (lambda p: p["spec"]["containers"][0]["securityContext"].update(privileged=True), "privileged"),
+        (lambda p: p["spec"]["securityContext"].update(runAsNonRoot=False, runAsUser=0), "runAsNonRoot"),
+        (
+            lambda p: p["spec"]["containers"][0]["securityContext"].update(capabilities={"add": ["NET_ADMIN"]}),
+            "capabilities",
+        ),
+    ],
+    ids=["privileged", "root", "net-admin"],
+)
+def test_pod_security_restricted_refuses_unsafe_pods(learners, change, rule):
+    a, _ = learners
+    pod = _pod(_name("unsafe"), a.env["MLLAB_IMAGE"], ["true"])
+    change(pod)
+    exc = _refused(a.core.create_namespaced_pod, a.namespace, pod)
+    assert exc.status == 403 and 'violates PodSecurity "restricted:latest"' in exc.body, exc.body
+    assert rule in exc.body, exc.body
+
+
+# --- network -------------------------------------------------------------------------------------
+
+PROBE = """
+import socket, sys
+for target in sys.argv[1:]:
+    host, port = target.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+        print(target, "OPEN", flush=True)
+    except OSError as exc:
+        print(target, "CLOSED", type(exc).__name__, flush=True)
+"""
+
+
+def _wait_pod(who: Learner, name: str, phases: tuple[str, ...], timeout: float = 180) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pod = who.core.read_namespaced_pod(name, who.namespace)
+        if pod.status.phase in phases:
+            return pod
+        if pod.status.phase == "Failed":
+            pytest.fail(f"pod {who.namespace}/{name} failed: {who.core.read_namespaced_pod_log(name, who.namespace)}")
+        time.sleep(1)
+    pytest.fail(f"pod {who.namespace}/{name} did not reach {phases} in {timeout} s")
+
+
+def _probe(who: Learner, targets: list[str]) -> dict[str, str]:
+    """OPEN / CLOSED for each host:port, seen from a pod in `who`'s namespace, made with their credentials."""
+    name = _name("probe")
+    who.core.create_namespaced_pod(
+        who.namespace, _pod(name, who.env["MLLAB_IMAGE"], ["python3", "-c", PROBE, *targets])
+    )
+    try:
+        _wait_pod(who, name, ("Succeeded",))
+        log = who.core.read_namespaced_pod_log(name, who.namespace)
+    finally:
+        who.core.delete_namespaced_pod(name, who.namespace, grace_period_seconds=0)
+    seen = {line.split()[0]: line.split()[1] for line in log.splitlines() if len(line.split()) >= 2}
+    assert set(seen) == set(targets), log
+    return seen
+
+
+@pytest.fixture(scope="module")
+def server(learners) -> str:
+    """A web server in learner A's namespace (their model server's stand-in): its pod IP:port."""
+    a, _ = learners
+    name = _name("server")
+    pod = _pod(name, a.env["MLLAB_IMAGE"], ["python3", "-m", "http.server", str(PORT)])
+    a.core.create_namespaced_pod(a.namespace, pod)
+    running = _wait_pod(a, name, ("Running",))
+    yield f"{running.status.pod_ip}:{PORT}"
+    a.core.delete_namespaced_pod(name, a.namespace, grace_period_seconds=0)
+
+
+def _mlflow() -> str:
+    from urllib.parse import urlsplit
+
+    uri = os.environ.get("MLLAB_JOB_TRACKING_URI", "http://mlflow.mlflow.svc.cluster.local:5000/mlflow")
+    parts = urlsplit(uri)
+    return f"{parts.hostname}:{parts.port or 80}"
+
+
+def test_a_learners_own_pods_reach_their_server(learners, server):
+    a, _ = learners
+    assert _probe(a, [server]) == {server: "OPEN"}
+
+
+def test_another_learner_cannot_reach_it_but_reaches_mlflow(learners, server):
+    _, b = learners
+    jupyter = os.environ.get("MLLAB_CLASS_JUPYTER", "jupyter.ml-labs.svc.cluster.local:8888")
+    api = os.environ.get("MLLAB_CLASS_API", "kubernetes.default.svc.cluster.local:443")
+    seen = _probe(b, [server, _mlflow(), jupyter, api])
+    assert seen == {server: "CLOSED", _mlflow(): "OPEN", jupyter: "CLOSED", api: "CLOSED"}, seen
