@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mllab import __version__
-from mllab.errors import MllabError, UsageError
+from mllab.errors import BackendUnavailable, MllabError, UsageError
 
 
 class _LazyConsole:
@@ -169,6 +169,31 @@ def _print_checks(checks: list[Any]) -> None:
     console.print(table)
 
 
+def _record_in_class(lab: Any, checks: list[Any], backend: str | None) -> None:
+    """A learner in a class (MLLAB_LEARNER set): the result goes to their namespace's mllab-results
+    too. Whatever goes wrong there is one warning; the check's output and exit code stay as they are."""
+    if not os.environ.get("MLLAB_LEARNER"):
+        return
+    try:
+        from mllab import classroom
+        from mllab.runner import load_result
+
+        rec = load_result(lab)
+        meta = rec["meta"] if rec else {}
+        record = classroom.result_record(
+            lab.number,
+            checks,
+            backend or meta.get("backend"),
+            graded="reference" if meta.get("solution") else "yours",
+        )
+    except Exception as exc:  # never the check's business
+        from mllab.state import warn
+
+        warn(f"lab {lab.number}'s result was not recorded in your namespace ({exc}); your check result is unchanged")
+        return
+    classroom.record_check(record, os.environ)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from mllab.runner import check_lab, parse_lab
 
@@ -184,6 +209,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             if passed
             else f"[red]Lab {lab.number}: not yet[/] (mllab hint {lab.number})"
         )
+    _record_in_class(lab, checks, args.backend)  # after the result is shown: the cluster may be slow
     return 0 if passed else 1
 
 
@@ -388,6 +414,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_class(args: argparse.Namespace) -> int:
+    """The instructor's view: every learner namespace's recorded checks (admin kubeconfig)."""
+    from mllab import classroom
+
+    try:
+        core = classroom.core_api()
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"`mllab class` needs the kubernetes client ({exc})", "pip install 'mllab[k8s]'"
+        ) from None
+    except BackendUnavailable as exc:
+        raise classroom.needs_admin(exc.message) from None
+    report = classroom.class_report(core)
+    if args.json:
+        print(classroom.render_json(report))
+    elif args.csv:
+        sys.stdout.write(classroom.render_csv(report))
+    elif not report["learners"]:
+        console.print(f"No learner namespaces on this cluster (none is labelled {classroom.LEARNER_LABEL}).")
+    else:
+        console.print(classroom.render_table(report))
+        console.print(
+            "[dim]A recorded pass is the learner's own claim (their account writes mllab-results); "
+            "see the guide's Class results to re-check.[/]"
+        )
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 def _port(value: str) -> int:
     try:
@@ -464,6 +518,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="reset everything without asking (needed when stdin is not a terminal)",
     )
     p.set_defaults(func=cmd_reset)
+    p = sub.add_parser(
+        "class",
+        help="instructor: every learner's recorded checks, from their namespaces (admin kubeconfig)",
+        description="Every learner namespace (label mllab.io/learner) and the checks its mllab-results "
+        "ConfigMap records: a recorded pass is the learner's claim (see the guide's Class results).",
+    )
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="machine-readable output (documented in the guide)")
+    fmt.add_argument("--csv", action="store_true", help="one row per learner and attempted lab")
+    p.set_defaults(func=cmd_class)
     p = sub.add_parser("doctor", help="what is reachable (MLflow, cluster, GPU, KServe) and what to fix")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_doctor)
