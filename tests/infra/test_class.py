@@ -18,6 +18,7 @@ MLLAB_EXPECT_LAYERS containing "class" turns those skips into failures (tests/e2
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import time
@@ -211,7 +212,12 @@ def test_the_admission_policy_refuses_services_that_leave_the_cluster(learners, 
 @pytest.mark.parametrize(
     ("change", "rule"),
     [
-        (lambda p: p["spec"]["containers"][0]["securityContext"].update(privileged=True), "privileged"),
+        (
+            lambda p: p["spec"]["containers"][0]["securityContext"].update(
+                privileged=True, allowPrivilegeEscalation=True
+            ),
+            "privileged",
+        ),
         (lambda p: p["spec"]["securityContext"].update(runAsNonRoot=False, runAsUser=0), "runAsNonRoot"),
         (
             lambda p: p["spec"]["containers"][0]["securityContext"].update(capabilities={"add": ["NET_ADMIN"]}),
@@ -225,8 +231,9 @@ def test_pod_security_restricted_refuses_unsafe_pods(learners, change, rule):
     pod = _pod(_name("unsafe"), a.env["MLLAB_IMAGE"], ["true"])
     change(pod)
     exc = _refused(a.core.create_namespaced_pod, a.namespace, pod)
-    assert exc.status == 403 and 'violates PodSecurity "restricted:latest"' in exc.body, exc.body
-    assert rule in exc.body, exc.body
+    message = json.loads(exc.body)["message"]
+    assert exc.status == 403 and 'violates PodSecurity "restricted:latest"' in message, message
+    assert rule in message, message
 
 
 # --- network -------------------------------------------------------------------------------------
@@ -263,7 +270,7 @@ def _probe(who: Learner, targets: list[str]) -> dict[str, str]:
     )
     try:
         _wait_pod(who, name, ("Succeeded",))
-        log = who.core.read_namespaced_pod_log(name, who.namespace)
+        log = who.core.read_namespaced_pod_log(name, who.namespace, _preload_content=False).data.decode()
     finally:
         who.core.delete_namespaced_pod(name, who.namespace, grace_period_seconds=0)
     seen = {line.split()[0]: line.split()[1] for line in log.splitlines() if len(line.split()) >= 2}
