@@ -5,7 +5,6 @@ models are their own, and everything the k8s backend creates carries their name,
 from __future__ import annotations
 
 import pytest
-
 from mllab.backends import k8s_objects as obj
 from mllab.errors import UsageError
 from mllab.learner import learner, per_learner
