@@ -5,7 +5,7 @@ outcome that a broken cluster cannot fake: a pod's process answers `kubectl exec
 a Service name resolves through CoreDNS to the Service's ClusterIP and its
 endpoint answers through kube-proxy's rules, a PersistentVolumeClaim is bound to a
 directory on this host that holds what the pod wrote, and deleting it removes that
-directory again.
+directory again, and a NetworkPolicy refuses a connection it does not allow (kube-router).
 """
 
 from __future__ import annotations
@@ -188,3 +188,60 @@ def test_a_claim_binds_to_a_host_directory_and_is_cleaned_up(namespace):
     while host_dir.exists() and time.monotonic() < deadline:
         time.sleep(1)
     assert not host_dir.exists(), f"{host_dir} outlived its volume"
+
+
+def _http(namespace: str, client: str, target: str) -> str:
+    """One HTTP request from a client pod (nc: busybox's wget segfaults here); '' when refused
+    or timed out."""
+    request = f"printf 'GET / HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n' | nc -w 3 {target} 8080"
+    return kubectl("-n", namespace, "exec", client, "--", "sh", "-c", request, check=False)
+
+
+def _eventually(namespace: str, client: str, target: str, answered: bool) -> str:
+    """kube-router applies a policy change within a second or two: wait for it, up to 60 s."""
+    deadline = time.monotonic() + 60
+    while True:
+        response = _http(namespace, client, target)
+        if response.startswith("HTTP/1.1 200") is answered or time.monotonic() > deadline:
+            return response
+        time.sleep(1)
+
+
+def test_network_policies_are_enforced(namespace):
+    """kube-router (the e2e tier's stand-in for MicroK8s' Calico) enforces a NetworkPolicy:
+    with an ingress policy on `guarded`, a pod it names connects and another one times out;
+    without the policy both connect again. The class's isolation tests rely on this."""
+    guarded = busybox_pod(
+        "guarded",
+        namespace,
+        "mkdir -p /www && echo guarded > /www/index.html && exec httpd -f -p 8080 -h /www",
+        container={"readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}},
+    )
+    apply(
+        guarded,
+        busybox_pod("friend", namespace, "exec sleep 3600"),
+        busybox_pod("stranger", namespace, "exec sleep 3600"),
+    )
+    kubectl(
+        "-n", namespace, "wait", "--for=condition=Ready", "pod/guarded", "pod/friend", "pod/stranger", "--timeout=120s"
+    )
+    ip = kubectl("-n", namespace, "get", "pod", "guarded", "-o", "jsonpath={.status.podIP}")
+    assert _eventually(namespace, "stranger", ip, answered=True).startswith("HTTP/1.1 200")
+
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "only-friend", "namespace": namespace},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "guarded"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "friend"}}}]}],
+        },
+    }
+    apply(policy)
+    refused = _eventually(namespace, "stranger", ip, answered=False)
+    assert not refused.startswith("HTTP/1.1 200"), f"the policy is not enforced: {refused!r}"
+    assert _http(namespace, "friend", ip).startswith("HTTP/1.1 200"), "the pod the policy allows is refused"
+
+    kubectl("-n", namespace, "delete", "networkpolicy", "only-friend")
+    assert _eventually(namespace, "stranger", ip, answered=True).startswith("HTTP/1.1 200")

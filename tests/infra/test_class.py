@@ -309,3 +309,78 @@ def test_another_learner_cannot_reach_it_but_reaches_mlflow(learners, server):
     api = os.environ.get("MLLAB_CLASS_API", "kubernetes.default.svc.cluster.local:443")
     seen = _probe(b, [server, _mlflow(), jupyter, api])
     assert seen == {server: "CLOSED", _mlflow(): "OPEN", jupyter: "CLOSED", api: "CLOSED"}, seen
+
+
+# --- MLflow: each learner's own login, and nothing of another learner's ------------------------------
+
+
+def _mlflow_call(who: str | None, method: str, path: str, body: dict[str, Any] | None = None, password: str = ""):
+    """(status, JSON) of an MLflow REST call as learner `who` (their generated password), through
+    MLFLOW_TRACKING_URI (MLflow as the machine running the tests reaches it)."""
+    import base64
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    base = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not base.startswith("http"):
+        _absent("MLFLOW_TRACKING_URI (MLflow as this machine reaches it) is not set")
+    url = base.rstrip("/") + "/api/2.0/mlflow/" + path
+    data = None
+    if method == "GET" and body:
+        url += "?" + urllib.parse.urlencode(body)
+    elif body is not None:
+        data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    if who:
+        secret = password or (_class_dir() / who / "mlflow-password").read_text().strip()
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{who}:{secret}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, {}
+
+
+@pytest.fixture(scope="module")
+def a_experiment(learners) -> str:
+    a, _ = learners
+    status, out = _mlflow_call(a.name, "POST", "experiments/create", {"name": _name(f"isolation-{a.name}")})
+    assert status == 200, (status, out)
+    return out["experiment_id"]
+
+
+def test_mlflow_wants_a_login_and_refuses_a_wrong_one(learners):
+    a, _ = learners
+    assert _mlflow_call(None, "GET", "experiments/search", {"max_results": 1})[0] == 401
+    assert _mlflow_call(a.name, "GET", "experiments/search", {"max_results": 1}, password="not-it")[0] == 401
+
+
+def test_a_learner_uses_their_own_experiment(learners, a_experiment):
+    a, _ = learners
+    status, out = _mlflow_call(a.name, "POST", "runs/create", {"experiment_id": a_experiment})
+    assert status == 200, out
+    assert _mlflow_call(a.name, "GET", "experiments/get", {"experiment_id": a_experiment})[0] == 200
+
+
+def test_another_learner_cannot_read_or_write_it(learners, a_experiment):
+    _, b = learners
+    assert _mlflow_call(b.name, "GET", "experiments/get", {"experiment_id": a_experiment})[0] == 403
+    assert _mlflow_call(b.name, "POST", "runs/create", {"experiment_id": a_experiment})[0] == 403
+    assert _mlflow_call(b.name, "POST", "experiments/delete", {"experiment_id": a_experiment})[0] == 403
+
+
+def test_another_learner_cannot_move_their_model_alias(learners):
+    a, b = learners
+    model = _name(f"isolation-model-{a.name}")
+    assert _mlflow_call(a.name, "POST", "registered-models/create", {"name": model})[0] == 200
+    alias = {"name": model, "alias": "champion", "version": "1"}
+    # A may (the version does not exist: not found, not forbidden); B may not touch it at all
+    assert _mlflow_call(a.name, "POST", "registered-models/alias", alias)[0] == 404
+    assert _mlflow_call(b.name, "POST", "registered-models/alias", alias)[0] == 403
+    assert (
+        _mlflow_call(b.name, "POST", "registered-models/set-tag", {"name": model, "key": "k", "value": "v"})[0] == 403
+    )
+    assert (
+        _mlflow_call(a.name, "POST", "registered-models/set-tag", {"name": model, "key": "k", "value": "v"})[0] == 200
+    )

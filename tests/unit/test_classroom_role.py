@@ -11,6 +11,7 @@ NetworkPolicies enforced) is tested with real requests in tests/e2e/test_class.p
 
 from __future__ import annotations
 
+import base64
 import stat
 from typing import Any
 
@@ -66,7 +67,8 @@ def test_one_namespace_per_learner_and_nothing_else_namespaced_elsewhere(klass):
     want = sorted(f"learner-{(e['name'] if isinstance(e, dict) else e)}" for e in ROSTER)
     assert names == want and len(names) == 30
     stray = {o["metadata"].get("namespace") for o in klass.objects} - set(want) - {None}
-    assert not stray, f"objects outside the learner namespaces: {stray}"
+    assert stray == {"mlflow"}, f"objects outside the learner namespaces: {stray}"
+    assert sorted(o["kind"] for o in _in(klass, "mlflow")) == ["Job", "Secret"]
     cluster_wide = sorted({o["kind"] for o in klass.objects if "namespace" not in o["metadata"]})
     assert cluster_wide == ["Namespace", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
     assert (klass.render_dir / "classroom.yaml").is_file()
@@ -95,12 +97,18 @@ def test_every_learner_namespace_is_complete_and_closed(klass, entry):
     assert hard["requests.cpu"] == own.get("requests.cpu", "4") and hard["pods"] == own.get("pods", "20")
     assert klass.get("LimitRange", "mllab-limits", ns)["spec"]["limits"][0]["defaultRequest"]
 
-    # The only Secret: the learner's own token, for their own account.
-    secrets = [o for o in objects if o["kind"] == "Secret"]
-    assert [(s["type"], s["metadata"]["annotations"]["kubernetes.io/service-account.name"]) for s in secrets] == [
-        ("kubernetes.io/service-account-token", "mllab-learner")
-    ]
-    assert "data" not in secrets[0] and "stringData" not in secrets[0]
+    # The only Secrets: the learner's own token, for their own account, and their own MLflow login.
+    secrets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Secret"}
+    assert sorted(secrets) == ["mlflow-credentials", "mllab-learner-token"]
+    token = secrets["mllab-learner-token"]
+    assert token["type"] == "kubernetes.io/service-account-token"
+    assert token["metadata"]["annotations"]["kubernetes.io/service-account.name"] == "mllab-learner"
+    assert "data" not in token and "stringData" not in token
+    login = {k: base64.b64decode(v).decode() for k, v in secrets["mlflow-credentials"]["data"].items()}
+    assert login["MLFLOW_TRACKING_USERNAME"] == name
+    password = klass.artifacts_dir / "class" / name / "mlflow-password"
+    assert stat.S_IMODE(password.stat().st_mode) == 0o600
+    assert login["MLFLOW_TRACKING_PASSWORD"] == password.read_text().strip()
 
     # Bound only here, only to this namespace's Role, only this namespace's account.
     (binding,) = [o for o in objects if o["kind"] == "RoleBinding"]
@@ -117,6 +125,25 @@ def test_every_learner_namespace_is_complete_and_closed(klass, entry):
 
 def _namespace(peer: dict[str, Any]) -> str:
     return peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+
+
+def test_the_learners_mlflow_users_are_made_in_mlflows_namespace_with_the_admins_login(klass):
+    secret = klass.get("Secret", "mlflow-learners", "mlflow")
+    users = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert len(users) == 30 and len(set(users.values())) == 30, "one distinct password per learner"
+    (job,) = klass.of_kind("Job")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef", e.get("value")) for e in container["env"]}
+    assert env["MLFLOW_TRACKING_USERNAME"] == {"name": "mlflow-auth", "key": "admin-username"}
+    assert env["MLFLOW_TRACKING_PASSWORD"] == {"name": "mlflow-auth", "key": "admin-password"}
+    assert env["MLFLOW_TRACKING_URI"].startswith("http://mlflow.mlflow.svc.cluster.local:5000")
+    assert job["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"] == "mlflow-learners"
+    assert "create_user" in container["command"][-1] and "update_user_password" in container["command"][-1]
+    # no learner namespace holds another learner's or the admin's login
+    for s in klass.of_kind("Secret"):
+        if s["metadata"]["namespace"] != "mlflow" and "data" in s:
+            owner = s["metadata"]["labels"]["mllab.io/learner"]
+            assert base64.b64decode(s["data"]["MLFLOW_TRACKING_USERNAME"]).decode() == owner
 
 
 def test_network_policies_deny_by_default_and_allow_only_what_the_labs_need(klass):

@@ -35,7 +35,7 @@ def matrix_monitor():
     return endpoint
 
 
-@pytest.fixture(scope="module", params=["defaults", "auth"])
+@pytest.fixture(scope="module", params=["auth", "ingress-off"])  # basic auth on (as by default), off
 def server(request, tmp_path_factory):
     mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
     if importlib.util.find_spec("mlflow") is None or not mlflow_bin:
@@ -45,6 +45,8 @@ def server(request, tmp_path_factory):
     case = request.param
     run = harness.render_matrix()[case]
     assert run.rc == 0, run.output[-2000:]
+    authed = bool([c for c in run.of_kind("ConfigMap") if c["metadata"]["name"] == "mlflow-auth-config"])
+    assert authed is (case == "auth")
     image_version = run.get("Deployment", "mlflow")["metadata"]["labels"]["app.kubernetes.io/version"]
     container = run.get("Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]
     work = tmp_path_factory.mktemp("mlflow-server")
@@ -58,8 +60,10 @@ def server(request, tmp_path_factory):
             .replace("/etc/mlflow-auth", str(work))
         )
 
-    args = []
+    args, prefix = [], ""
     for arg in container["args"]:
+        if arg.startswith("--static-prefix="):
+            prefix = arg.partition("=")[2].rstrip("/")
         if arg.startswith("--host="):
             arg = "--host=127.0.0.1"
         elif arg.startswith("--port="):
@@ -67,8 +71,9 @@ def server(request, tmp_path_factory):
         elif arg.startswith("--workers="):
             arg = "--workers=1"
         args.append(local(arg))
+    assert prefix == ("/mlflow" if case == "auth" else ""), prefix  # ingress-off serves at the root
     secret = {"admin-username": "", "admin-password": ""}
-    if case == "auth":
+    if authed:
         ini = run.get("ConfigMap", "mlflow-auth-config")["data"]["basic_auth.ini"]
         (work / "basic_auth.ini").write_text(local(ini))
         secret = {k: base64.b64decode(v).decode() for k, v in run.get("Secret", "mlflow-auth")["data"].items()}
@@ -91,7 +96,7 @@ def server(request, tmp_path_factory):
         start_new_session=True,
     )
     auth = None
-    if case == "auth":
+    if authed:
         auth = "Basic " + base64.b64encode(f"{secret['admin-username']}:{secret['admin-password']}".encode()).decode()
 
     def call(
@@ -109,7 +114,7 @@ def server(request, tmp_path_factory):
         data = None
         if body is not None:
             data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
-        conn.request(method, ("/mlflow" if prefixed else "") + path, body=data, headers=headers)
+        conn.request(method, (prefix if prefixed else "") + path, body=data, headers=headers)
         resp = conn.getresponse()
         text = resp.read().decode(errors="replace")
         conn.close()
@@ -124,7 +129,8 @@ def server(request, tmp_path_factory):
         "call": call,
         "image_version": image_version,
         "mlflow_version": mlflow.__version__,
-        "auth": case == "auth",
+        "auth": authed,
+        "prefix": prefix,
         "case": case,
     }
     harness.stop_server(proc, log)
@@ -168,7 +174,8 @@ def test_metrics_are_served_where_the_service_monitor_scrapes(server, matrix_mon
     assert ("basicAuth" in endpoint) is server["auth"]
     status, text = call("GET", endpoint["path"], prefixed=False)
     assert status == 200 and "# HELP mlflow_" in text
-    assert call("GET", "/metrics")[0] == 404  # not under the prefix
+    if server["prefix"]:  # the auth case: MLflow under /mlflow
+        assert call("GET", "/metrics")[0] == 404  # not under the prefix
 
 
 def test_a_run_is_logged_and_read_back_with_the_generated_admin_password(server):

@@ -283,7 +283,9 @@ def test_mlflow_paths_hosts_and_metrics_agree(matrix, case):
         assert run.get("Ingress", "mlflow")["spec"]["rules"][0]["http"]["paths"][0]["path"] == (prefix or "/")
     monitor = run.get("ServiceMonitor", "mlflow")
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"  # not prefixed: see the mlflow server test
-    assert ("basicAuth" in monitor["spec"]["endpoints"][0]) is bool(run.settings.get("mlflow_auth_enabled"))
+    assert ("basicAuth" in monitor["spec"]["endpoints"][0]) is harness.flag(
+        run.settings.get("mlflow_auth_enabled", True)
+    )
     uri = {
         e["name"]: e.get("value")
         for e in run.get("Deployment", "jupyter")["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -317,7 +319,10 @@ def test_mlflow_auth(matrix):
     jupyter = run.get("Deployment", "jupyter")["spec"]["template"]["spec"]["containers"][0]
     assert jupyter["envFrom"] == [{"secretRef": {"name": "mlflow-credentials", "optional": True}}]
     assert run.get("Secret", "mlflow-credentials", "ml-labs")
-    assert "--app-name=basic-auth" not in _args(matrix["defaults"], "Deployment", "mlflow")
+    # on by default (mllab_defaults); off only when asked
+    assert "--app-name=basic-auth" in _args(matrix["defaults"], "Deployment", "mlflow")
+    assert "--app-name=basic-auth" not in _args(matrix["ingress-off"], "Deployment", "mlflow")
+    assert not [s for s in matrix["ingress-off"].of_kind("Secret") if s["metadata"]["name"] == "mlflow-credentials"]
 
 
 def _decoded_secret_values(run) -> set[str]:

@@ -54,7 +54,8 @@ playbook() {
 
 # MLflow as the pods reach it (the URI the platform gives JupyterLab: MLLAB_JOB_TRACKING_URI) and
 # as this host reaches it (MLFLOW_TRACKING_URI: the same path on the Service's cluster IP, the host
-# being the cluster's node). Fails when the platform is not applied.
+# being the cluster's node), with the admin's login when MLflow asks for one (mlflow_auth_enabled,
+# the default). Fails when the platform is not applied.
 mlflow_env() {
   local job_uri ip
   job_uri=$("$CACHE/bin/kubectl" --kubeconfig "$KUBECONFIG_E2E" -n ml-labs get deploy jupyter \
@@ -62,4 +63,8 @@ mlflow_env() {
   [[ -n $job_uri ]] || { echo "$(basename "$0"): the platform is not applied (tests/e2e/platform.sh apply)" >&2; return 1; }
   ip=$("$CACHE/bin/kubectl" --kubeconfig "$KUBECONFIG_E2E" -n mlflow get svc mlflow -o jsonpath='{.spec.clusterIP}')
   export MLFLOW_TRACKING_URI="http://$ip:5000/${job_uri#http://*/}" MLLAB_JOB_TRACKING_URI=$job_uri
+  if [[ -f $ARTIFACTS/secrets/mlflow-admin-password ]]; then
+    MLFLOW_TRACKING_PASSWORD=$(cat "$ARTIFACTS/secrets/mlflow-admin-password")
+    export MLFLOW_TRACKING_USERNAME=admin MLFLOW_TRACKING_PASSWORD
+  fi
 }

@@ -97,6 +97,7 @@ CASES: dict[str, dict[str, Any]] = {
         "mlflow_s3_endpoint_url": "http://minio.minio.svc.cluster.local:9000",
         "mlflow_s3_access_key_id": S3_KEY_ID,
         "mlflow_s3_secret_access_key": S3_SECRET,
+        "mlflow_auth_enabled": False,  # its user store is a file on a PVC: this case has none
     },
     "auth": {
         "mlflow_auth_enabled": True,
@@ -112,6 +113,7 @@ CASES: dict[str, dict[str, Any]] = {
     },
     "ingress-off": {
         "platform_common_ingress_enabled": "false",
+        "mlflow_auth_enabled": "false",  # auth is on by default: this case runs without it
         "mlflow_ingress_path": "/",
         "jupyter_ingress_path": "/",
     },
