@@ -139,6 +139,8 @@ def test_the_learners_mlflow_users_are_made_in_mlflows_namespace_with_the_admins
     assert env["MLFLOW_TRACKING_URI"].startswith("http://mlflow.mlflow.svc.cluster.local:5000")
     assert job["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"] == "mlflow-learners"
     assert "create_user" in container["command"][-1] and "update_user_password" in container["command"][-1]
+    # MLflow's own image (the auth client imports the server's app and its Flask-WTF), not the lab image
+    assert container["image"].split("/")[-1].startswith("mlflow:"), container["image"]
     # no learner namespace holds another learner's or the admin's login
     for s in klass.of_kind("Secret"):
         if s["metadata"]["namespace"] != "mlflow" and "data" in s:
