@@ -42,7 +42,10 @@ CASES = {
         "labs_enabled": False,
         "mllab_learners": ["ana"],
         "jupyterhub_proxy_image": "quay.io/jupyterhub/configurable-http-proxy:latest",
-        "jupyterhub_notebook_resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "6", "memory": "4Gi"}},
+        "jupyterhub_notebook_resources": {
+            "requests": {"cpu": "1", "memory": "1Gi"},
+            "limits": {"cpu": "6", "memory": "4Gi"},
+        },
         "jupyterhub_authenticator_class": "not a class",
         "jupyterhub_idle_timeout": -5,
         "jupyterhub_notebook_pvc": "Bad_Name",
@@ -120,7 +123,9 @@ def test_the_proxy_takes_its_token_from_the_secret_and_sends_everything_to_the_h
     token = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in chp["env"]}
     assert token == {"CONFIGPROXY_AUTH_TOKEN": {"name": "jupyterhub-secret", "key": "proxy-token"}}
     assert pod["automountServiceAccountToken"] is False
-    assert pod["securityContext"]["runAsNonRoot"] is True and chp["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["runAsNonRoot"] is True and chp["securityContext"]["capabilities"] == {
+        "drop": ["ALL"]
+    }
 
 
 def test_the_hub_runs_as_non_root_with_its_config_passwords_and_database(small):
@@ -218,14 +223,20 @@ def test_only_notebook_pods_reach_the_hub_and_the_api(small):
         assert to_hub["to"] == [
             {
                 "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": HUB_NS}},
-                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "jupyterhub", "app.kubernetes.io/component": "hub"}},
+                "podSelector": {
+                    "matchLabels": {"app.kubernetes.io/name": "jupyterhub", "app.kubernetes.io/component": "hub"}
+                },
             }
         ]
         assert to_hub["ports"] == [{"protocol": "TCP", "port": 8081}]
         assert to_api == {"to": [{"ipBlock": {"cidr": "192.0.2.1/32"}}], "ports": [{"protocol": "TCP", "port": 16443}]}
         # every other policy selects all the learner's pods and opens no address range
         for spec in policies.values():
-            peers = [p for rule in spec.get("egress", []) + spec.get("ingress", []) for p in rule.get("to", rule.get("from", []))]
+            peers = [
+                p
+                for rule in spec.get("egress", []) + spec.get("ingress", [])
+                for p in rule.get("to", rule.get("from", []))
+            ]
             assert not [p for p in peers if "ipBlock" in p], spec
         # the hub's pods and the proxy (labs namespace) may connect to the notebook
         sources = [p for rule in policies["mllab-from-platform"]["ingress"] for p in rule["from"]]
@@ -248,7 +259,9 @@ def _passwords(run: harness.Run) -> dict[str, str]:
 def test_the_hub_holds_salted_hashes_and_no_password_is_rendered_or_printed(small):
     passwords = _passwords(small)
     assert len(set(passwords.values())) == len(SMALL) and all(len(p) == 32 for p in passwords.values())
-    stored = {k: base64.b64decode(v).decode() for k, v in small.get("Secret", "jupyterhub-passwords", HUB_NS)["data"].items()}
+    stored = {
+        k: base64.b64decode(v).decode() for k, v in small.get("Secret", "jupyterhub-passwords", HUB_NS)["data"].items()
+    }
     assert sorted(stored) == sorted(passwords)
     salts = {v.split("$")[2] for v in stored.values()}
     assert all(v.startswith("pbkdf2_sha256$600000$") for v in stored.values()) and len(salts) == len(SMALL)
@@ -295,7 +308,10 @@ async def _spawner(config: Any, name: str) -> Any:
     the user and hub are stand-ins (no database, no API call)."""
     user = SimpleNamespace(name=name, id=7, url=f"/jupyterhub/user/{name}/", escaped_name=name)
     hub = SimpleNamespace(
-        public_host="", url="http://hub:8081/jupyterhub/hub/", base_url="/jupyterhub/", api_url="http://hub:8081/hub/api"
+        public_host="",
+        url="http://hub:8081/jupyterhub/hub/",
+        base_url="/jupyterhub/",
+        api_url="http://hub:8081/hub/api",
     )
     spawner = config.JupyterHub.spawner_class(config=config, user=user, hub=hub, _mock=True)
     spawner.api_token = "not-a-token"
@@ -349,7 +365,11 @@ def test_a_real_kubespawner_puts_anas_notebook_in_her_namespace_restricted(hub_c
     assert pod["metadata"]["labels"]["mllab.io/learner"] == "ana"
     assert spec["serviceAccountName"] == "mllab-learner" and spec["automountServiceAccountToken"] is True
     # PodSecurity `restricted`: non-root, no privilege escalation, every capability dropped, RuntimeDefault
-    assert spec["securityContext"] == {"fsGroup": 100, "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert spec["securityContext"] == {
+        "fsGroup": 100,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     (notebook,) = spec["containers"]
     assert notebook["securityContext"] == {
         "runAsUser": 1000,
@@ -360,7 +380,10 @@ def test_a_real_kubespawner_puts_anas_notebook_in_her_namespace_restricted(hub_c
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("initContainers")
-    assert all(set(v) <= {"name", "persistentVolumeClaim", "emptyDir", "secret", "configMap", "projected"} for v in spec["volumes"])
+    assert all(
+        set(v) <= {"name", "persistentVolumeClaim", "emptyDir", "secret", "configMap", "projected"}
+        for v in spec["volumes"]
+    )
     assert notebook["args"] == ["jupyterhub-singleuser"]
     assert notebook["image"] == "quay.io/jupyter/scipy-notebook:python-3.13.14"
     assert {"name": "notebook", "persistentVolumeClaim": {"claimName": "notebook"}} in spec["volumes"]
