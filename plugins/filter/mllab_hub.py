@@ -39,4 +39,6 @@ def mllab_hub_password_hashes(passwords: Mapping[str, Any], salt_key: str, itera
 
 class FilterModule:
     def filters(self):
-        return {"mllab_hub_password_hashes": mllab_hub_password_hashes}
+        return {
+            "mllab_hub_password_hashes": mllab_hub_password_hashes,
+        }

@@ -486,3 +486,33 @@ def test_a_setting_off_its_choices_is_refused_when_the_role_starts(runs):
     assert run.rc != 0 and "jupyterhub_gpu_profile" in run.output and "sometimes" in run.output
     assert "auto, always, never" in run.output, run.output[-3000:]
     assert not (run.render_dir / "jupyterhub.yaml").exists()
+
+
+# --- the filters --------------------------------------------------------------------------------
+
+
+def test_the_password_hash_is_salted_per_learner_and_per_lab_and_stable():
+    import hashlib
+
+    import mllab_hub  # plugins/filter (conftest.py)
+
+    one = mllab_hub.mllab_hub_password_hash("s3cret", "ana", "lab-key", 100_000)
+    assert one == mllab_hub.mllab_hub_password_hash("s3cret", "ana", "lab-key", 100_000)  # a rerun changes nothing
+    assert one != mllab_hub.mllab_hub_password_hash("s3cret", "ben", "lab-key", 100_000)
+    assert one != mllab_hub.mllab_hub_password_hash("s3cret", "ana", "other-lab", 100_000)
+    scheme, rounds, salt, digest = one.split("$")
+    assert (scheme, rounds) == ("pbkdf2_sha256", "100000")
+    want = hashlib.pbkdf2_hmac("sha256", b"s3cret", base64.b64decode(salt), 100_000)
+    assert base64.b64decode(digest) == want and "s3cret" not in one
+    with pytest.raises(ValueError, match="ana"):
+        mllab_hub.mllab_hub_password_hash("", "ana", "lab-key")
+
+
+def test_limits_above_the_limit_range_max_are_named():
+    import mllab_platform  # plugins/filter (conftest.py)
+
+    found = mllab_platform.mllab_max_problems(
+        {"cpu": "6", "memory": "4Gi"}, {"cpu": "4", "memory": "8Gi"}, "lim", "max"
+    )
+    assert found == ["lim.cpu = 6 is above max.cpu = 4 (the namespace would refuse the pod): lower it or raise max.cpu"]
+    assert mllab_platform.mllab_max_problems({"cpu": "4000m"}, {"cpu": "4"}, "lim", "max") == []
