@@ -332,6 +332,7 @@ def test_the_config_sets_the_hub_and_the_proxy(hub_config):
     assert config.JupyterHub.hub_connect_url == "http://hub.ml-labs.svc.cluster.local:8081"
     assert config.JupyterHub.base_url == "/jupyterhub/"
     assert config.Authenticator.allowed_users == set(_names(SMALL)) and config.Authenticator.admin_users == set()
+    assert config.Authenticator.allow_existing_users is False
     (culler,) = config.JupyterHub.services
     assert culler["command"][1:] == ["-m", "jupyterhub_idle_culler", "--timeout=3600"]
     (role,) = config.JupyterHub.load_roles
