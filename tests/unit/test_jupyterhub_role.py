@@ -479,7 +479,7 @@ def test_bad_settings_name_every_problem_and_render_nothing(runs):
     assert f"JupyterHub checks found {len(expected)} problem(s); nothing was applied" in run.output, run.output[-3000:]
     for text in expected:
         assert text in run.output, f"{text!r} not in the output"
-    assert not (run.render_dir / "jupyterhub.yaml").exists()
+    assert not run.objects, "checked before the classroom renders (or applies) anything"
 
 
 def test_a_setting_off_its_choices_is_refused_when_the_role_starts(runs):
