@@ -29,7 +29,7 @@ ROSTER: list[Any] = [f"student-{i:02d}" for i in range(1, 28)] + [
 ]
 CASES = {
     # The classroom alone (the class hub, on by default with a roster, is tests/unit/test_jupyterhub_role.py's).
-    "class-30": {"labs_enabled": False, "mllab_learners": ROSTER, "classroom_gpus": 1, "jupyterhub_enabled": False},
+    "class-30": {"labs_enabled": False, "mllab_learners": ROSTER, "classroom_gpus": 1},  # the hub: off by default
     "class-bad": {
         "labs_enabled": False,
         "mllab_learners": [

@@ -35,11 +35,18 @@ E2E = {
     "jupyterhub_image_pull_policy": "Never",
 }
 CASES = {
-    "hub-3": {"labs_enabled": False, "mllab_learners": SMALL},
-    "hub-30": {"labs_enabled": False, "mllab_learners": BIG, "platform_common_ingress_enabled": False, **E2E},
-    "solo": {"labs_enabled": False, "mllab_learners": []},
+    "hub-3": {"labs_enabled": False, "jupyterhub_enabled": True, "mllab_learners": SMALL},
+    "hub-30": {
+        "labs_enabled": False,
+        "jupyterhub_enabled": True,
+        "mllab_learners": BIG,
+        "platform_common_ingress_enabled": False,
+        **E2E,
+    },
+    "solo": {"labs_enabled": False, "jupyterhub_enabled": True, "mllab_learners": []},
     "hub-bad": {
         "labs_enabled": False,
+        "jupyterhub_enabled": True,
         "mllab_learners": ["ana"],
         "jupyterhub_proxy_image": "quay.io/jupyterhub/configurable-http-proxy:latest",
         "jupyterhub_notebook_resources": {
@@ -51,7 +58,12 @@ CASES = {
         "jupyterhub_notebook_pvc": "Bad_Name",
     },
     # Caught by meta/argument_specs.yml when the role starts (choices).
-    "hub-bad-choice": {"labs_enabled": False, "mllab_learners": ["ana"], "jupyterhub_gpu_profile": "sometimes"},
+    "hub-bad-choice": {
+        "labs_enabled": False,
+        "jupyterhub_enabled": True,
+        "mllab_learners": ["ana"],
+        "jupyterhub_gpu_profile": "sometimes",
+    },
 }
 HUB_NS = "ml-labs"
 
