@@ -283,6 +283,20 @@ def mllab_limit_range_problems(limit_range: Any, var: str) -> list[str]:
     return problems
 
 
+def mllab_max_problems(values: Mapping[str, Any], maximum: Mapping[str, Any], var: str, max_var: str) -> list[str]:
+    """values (e.g. a container's limits) against maximum (e.g. a LimitRange's max): each key of
+    both at most its maximum. Call after the quantities were checked."""
+    problems = []
+    for key, value in (values or {}).items():
+        top = (maximum or {}).get(key)
+        if top is not None and mllab_quantity(value) > mllab_quantity(top):
+            problems.append(
+                f"{var}.{key} = {value} is above {max_var}.{key} = {top} (the namespace would refuse the pod): "
+                f"lower it or raise {max_var}.{key}"
+            )
+    return problems
+
+
 def mllab_kubeconfig_problems(info: Mapping[str, Any]) -> list[str]:
     """info: path, exists, readable, content (the file's text, or None), context (the
     context asked for, "" = the file's current-context)."""
@@ -353,6 +367,7 @@ class FilterModule:
             "mllab_pvc_problems": mllab_pvc_problems,
             "mllab_pvc_workloads": mllab_pvc_workloads,
             "mllab_limit_range_problems": mllab_limit_range_problems,
+            "mllab_max_problems": mllab_max_problems,
             "mllab_kubeconfig_problems": mllab_kubeconfig_problems,
             "mllab_allowed_hosts": mllab_allowed_hosts,
         }

@@ -28,7 +28,8 @@ ROSTER: list[Any] = [f"student-{i:02d}" for i in range(1, 28)] + [
     {"name": "x" * 55},  # the longest name the default prefix allows (63 - len("learner-"))
 ]
 CASES = {
-    "class-30": {"labs_enabled": False, "mllab_learners": ROSTER, "classroom_gpus": 1},
+    # The classroom alone (the class hub, on by default with a roster, is tests/unit/test_jupyterhub_role.py's).
+    "class-30": {"labs_enabled": False, "mllab_learners": ROSTER, "classroom_gpus": 1},  # the hub: off by default
     "class-bad": {
         "labs_enabled": False,
         "mllab_learners": [

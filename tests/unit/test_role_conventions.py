@@ -24,6 +24,7 @@ ROLE_PREFIXES = {
     "classroom": "Classroom",
     "gpu": "GPU",
     "jupyter": "JupyterLab",
+    "jupyterhub": "JupyterHub",
     "kserve": "KServe",
     "lab_image": "Lab image",
     "labs": "Labs",

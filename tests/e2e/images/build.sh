@@ -5,7 +5,8 @@
 #   busybox                 Debian's busybox-static, for test pods and provisioner helpers
 #   coredns                 cluster DNS, built from its Go module
 #   local-path-provisioner  hostPath PVs on demand, built from its Go module
-# and, by name, the platform's images (mlflow, jupyter, kserve-controller, kube-rbac-proxy),
+# and, by name, the platform's images (mlflow, jupyter, jupyterhub, configurable-http-proxy,
+# kserve-controller, kube-rbac-proxy),
 # the observability stand-in's (prometheus-operator, prometheus-config-reloader, prometheus)
 # and python-base, on which the lab_image role builds the lab runner image (platform.sh).
 # Each archive is rebuilt only when its inputs change: a stamp next to it hashes the
@@ -112,19 +113,37 @@ build_python_base() {
     'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' 'CMD ["/usr/bin/python3"]'
 }
 
-# images/NAME (a Dockerfile and the files it copies) on top of the python base.
-build_dockerfile() { # build_dockerfile NAME IMAGE BUILD_ARG...
-  local name=$1 image=$2; shift 2
-  local stamp arg args=()
+# Debian's Node.js in a minbase rootfs (trixie: configurable-http-proxy 5 needs Node >= 20,
+# bookworm has 18): the base of the configurable-http-proxy image.
+build_node_base() {
+  local stamp suite=trixie
+  stamp=$(cat <(declare -f pack build_node_base) <(echo "$NODE_BASE_IMAGE $suite") | sha256sum)
+  fresh node-base "$stamp" && { echo "image $NODE_BASE_IMAGE: up to date"; return; }
+  local rootfs=$OUT/node-base.rootfs
+  rm -rf "$rootfs"
+  nice -n "${E2E_NICE:-19}" debootstrap --variant=minbase --include=nodejs,ca-certificates \
+    "$suite" "$rootfs" >"$OUT/node-base.debootstrap.log" 2>&1 ||
+    { echo "debootstrap failed: $OUT/node-base.debootstrap.log" >&2; return 1; }
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  pack node-base "$NODE_BASE_IMAGE" "$rootfs" "$stamp" \
+    'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' 'CMD ["/usr/bin/node"]'
+}
+
+# images/NAME (a Dockerfile and the files it copies) on top of the python base (or of the base
+# archive named by DOCKERFILE_BASE, e.g. node-base).
+build_dockerfile() { # [DOCKERFILE_BASE=node-base] build_dockerfile NAME IMAGE BUILD_ARG...
+  local name=$1 image=$2 base=${DOCKERFILE_BASE:-python-base}; shift 2
+  local stamp arg args=() base_image
   for arg in "$@"; do args+=(--build-arg "$arg"); done
-  stamp=$(cat <(declare -f build_dockerfile) "$HERE/$name"/* "$OUT/python-base.stamp" <(echo "$image $*") | sha256sum)
+  stamp=$(cat <(declare -f build_dockerfile) "$HERE/$name"/* "$OUT/$base.stamp" <(echo "$image $*") | sha256sum)
   fresh "$name" "$stamp" && { echo "image $image: up to date"; return; }
-  docker load -i "$OUT/python-base.tar" >/dev/null
+  base_image=$(cat "$OUT/$base.image")
+  docker load -i "$OUT/$base.tar" >/dev/null
   local ctx
   ctx=$(mktemp -d)
   cp -r "$HERE/$name/." "$ctx/"
   cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
-  docker build -q --network host --build-arg "BASE=$PYTHON_BASE_IMAGE" "${args[@]}" \
+  docker build -q --network host --build-arg "BASE=$base_image" "${args[@]}" \
     -t "$image" "$ctx" >/dev/null
   rm -rf "$ctx"
   # The old archive goes first: Docker stages a save in /var/lib/docker/tmp, so keeping the
@@ -227,14 +246,22 @@ for name in "${names[@]}"; do
     mlflow) build_python_base
             build_dockerfile mlflow "$MLFLOW_IMAGE" "MLFLOW_VERSION=$MLFLOW_VERSION" ;;
     jupyter) build_python_base
-             build_dockerfile jupyter "$JUPYTER_IMAGE" "JUPYTERLAB_VERSION=$JUPYTERLAB_VERSION" ;;
+             build_dockerfile jupyter "$JUPYTER_IMAGE" "JUPYTERLAB_VERSION=$JUPYTERLAB_VERSION" \
+               "JUPYTERHUB_VERSION=$JUPYTERHUB_VERSION" ;;
+    jupyterhub) build_python_base
+                build_dockerfile jupyterhub "$JUPYTERHUB_IMAGE" "JUPYTERHUB_VERSION=$JUPYTERHUB_VERSION" \
+                  "KUBESPAWNER_VERSION=$KUBESPAWNER_VERSION" "IDLE_CULLER_VERSION=$IDLE_CULLER_VERSION" ;;
+    node-base) build_node_base ;;
+    configurable-http-proxy) build_node_base
+                DOCKERFILE_BASE=node-base build_dockerfile configurable-http-proxy "$CHP_IMAGE" \
+                  "CHP_VERSION=$CHP_VERSION" ;;
     kserve-controller) build_kserve_controller ;;
     kube-rbac-proxy) build_kube_rbac_proxy ;;
     prometheus-operator) build_prometheus_operator prometheus-operator operator "$PROMETHEUS_OPERATOR_IMAGE" ;;
     prometheus-config-reloader) build_prometheus_operator prometheus-config-reloader \
                prometheus-config-reloader "$PROMETHEUS_CONFIG_RELOADER_IMAGE" ;;
     prometheus) build_prometheus ;;
-    *) echo "images/build.sh: unknown image '$name' (pause, busybox, coredns, local-path-provisioner, python-base, mlflow, jupyter, kserve-controller, kube-rbac-proxy, prometheus-operator, prometheus-config-reloader, prometheus)" >&2
+    *) echo "images/build.sh: unknown image '$name' (pause, busybox, coredns, local-path-provisioner, python-base, mlflow, jupyter, jupyterhub, node-base, configurable-http-proxy, kserve-controller, kube-rbac-proxy, prometheus-operator, prometheus-config-reloader, prometheus)" >&2
        exit 2 ;;
   esac
 done

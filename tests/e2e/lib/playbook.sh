@@ -21,6 +21,13 @@ platform_common_storage_class: local-path
 platform_common_helm_binary: $CACHE/bin/helm
 mlflow_image: $MLFLOW_IMAGE
 jupyter_image: $JUPYTER_IMAGE
+# The class hub (roles/jupyterhub) on the images built here (images/build.sh jupyterhub
+# configurable-http-proxy jupyter), imported, never pulled. Off until class.sh imports them and
+# tests a login and a spawn through the hub.
+jupyterhub_enabled: false
+jupyterhub_hub_image: $JUPYTERHUB_IMAGE
+jupyterhub_proxy_image: $CHP_IMAGE
+jupyterhub_image_pull_policy: Never
 lab_image_registry: $REGISTRY_HOST
 lab_image_insecure: true
 lab_image_base: $(base_ref)
