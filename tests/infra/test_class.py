@@ -238,15 +238,27 @@ def test_pod_security_restricted_refuses_unsafe_pods(learners, change, rule):
 
 # --- network -------------------------------------------------------------------------------------
 
+# The policies of a new pod take a moment to be enforced (kube-router, like Calico, programs them
+# after the pod's IP is known): the probe tries again, for up to 60 s, until what it sees is what
+# the test expects, then prints what it saw last; the test compares that.
 PROBE = """
-import socket, sys
-for target in sys.argv[1:]:
-    host, port = target.rsplit(":", 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-        print(target, "OPEN", flush=True)
-    except OSError as exc:
-        print(target, "CLOSED", type(exc).__name__, flush=True)
+import socket, sys, time
+expected = dict(arg.rsplit("=", 1) for arg in sys.argv[1:])
+deadline = time.monotonic() + 60
+while True:
+    seen = {}
+    for target in expected:
+        host, port = target.rsplit(":", 1)
+        try:
+            socket.create_connection((host, int(port)), timeout=3).close()
+            seen[target] = "OPEN"
+        except OSError:
+            seen[target] = "CLOSED"
+    if seen == expected or time.monotonic() > deadline:
+        break
+    time.sleep(2)
+for target, state in seen.items():
+    print(target, state, flush=True)
 """
 
 
@@ -262,12 +274,13 @@ def _wait_pod(who: Learner, name: str, phases: tuple[str, ...], timeout: float =
     pytest.fail(f"pod {who.namespace}/{name} did not reach {phases} in {timeout} s")
 
 
-def _probe(who: Learner, targets: list[str]) -> dict[str, str]:
-    """OPEN / CLOSED for each host:port, seen from a pod in `who`'s namespace, made with their credentials."""
+def _probe(who: Learner, expected: dict[str, str]) -> dict[str, str]:
+    """OPEN / CLOSED for each host:port, seen from a pod in `who`'s namespace, made with their
+    credentials (once the pod's policies are enforced, or after 60 s)."""
+    targets = list(expected)
     name = _name("probe")
-    who.core.create_namespaced_pod(
-        who.namespace, _pod(name, who.env["MLLAB_IMAGE"], ["python3", "-c", PROBE, *targets])
-    )
+    args = [f"{target}={state}" for target, state in expected.items()]
+    who.core.create_namespaced_pod(who.namespace, _pod(name, who.env["MLLAB_IMAGE"], ["python3", "-c", PROBE, *args]))
     try:
         _wait_pod(who, name, ("Succeeded",))
         log = who.core.read_namespaced_pod_log(name, who.namespace, _preload_content=False).data.decode()
@@ -300,15 +313,16 @@ def _mlflow() -> str:
 
 def test_a_learners_own_pods_reach_their_server(learners, server):
     a, _ = learners
-    assert _probe(a, [server]) == {server: "OPEN"}
+    assert _probe(a, {server: "OPEN"}) == {server: "OPEN"}
 
 
 def test_another_learner_cannot_reach_it_but_reaches_mlflow(learners, server):
     _, b = learners
     jupyter = os.environ.get("MLLAB_CLASS_JUPYTER", "jupyter.ml-labs.svc.cluster.local:8888")
     api = os.environ.get("MLLAB_CLASS_API", "kubernetes.default.svc.cluster.local:443")
-    seen = _probe(b, [server, _mlflow(), jupyter, api])
-    assert seen == {server: "CLOSED", _mlflow(): "OPEN", jupyter: "CLOSED", api: "CLOSED"}, seen
+    expected = {server: "CLOSED", _mlflow(): "OPEN", jupyter: "CLOSED", api: "CLOSED"}
+    seen = _probe(b, expected)
+    assert seen == expected, seen
 
 
 # --- MLflow: each learner's own login, and nothing of another learner's ------------------------------
