@@ -2,9 +2,10 @@
 # A class on the e2e cluster, which must have the platform applied (tests/e2e/platform.sh apply):
 #   1. the classroom role applies a roster of 30 learners (playbooks/labs.yml --tags class), timed;
 #      a second run must report changed=0;
-#   2. tests/infra/test_class.py with learners ana and ben: what a learner can and cannot do, with
-#      real requests made with their own kubeconfigs (authorization, the Service admission policy,
-#      PodSecurity restricted, the NetworkPolicies enforced);
+#   2. tests/infra/test_class.py with learners ana, ben and cleo: what a learner can and cannot do,
+#      with real requests made with their own kubeconfigs (authorization, the Service admission
+#      policy, PodSecurity restricted, the NetworkPolicies enforced, MLflow) and their hub logins
+#      (JupyterHub spawns each one's notebook in their namespace; the hub's memory with three);
 #   3. ana, ben and cleo run lab 2 at the same time, each on the k8s backend in their own
 #      namespace with their own kubeconfig and settings (artifacts/class/<learner>/), and pass
 #      `mllab check 2`; `mllab class --json` (the admin's view) shows it;
@@ -24,6 +25,8 @@ kubectl() { "$CACHE/bin/kubectl" --kubeconfig "$KUBECONFIG_E2E" "$@"; }
 image=$(cat "$ARTIFACTS/lab-image") || { echo "class.sh: no lab image pushed yet (tests/e2e/platform.sh apply)" >&2; exit 1; }
 mlflow_env
 write_vars
+# The class hub's images (jupyter's, the notebooks', is the platform's)
+"$E2E/cluster" import jupyterhub configurable-http-proxy >/dev/null
 CLASS_VARS=$CACHE/class-vars.yml
 LOGS=$CACHE/logs
 mkdir -p "$LOGS"
@@ -53,8 +56,13 @@ recap | grep -q ' changed=0 ' || { echo "class.sh: the second run changed someth
 echo "class.sh: applied again in $second s with changed=0"
 [[ $(kubectl get namespace -l mllab.io/namespace-role=learner -o name | wc -l) == "${#roster[@]}" ]]
 
+# The hub as a browser on this host (the cluster's node) reaches it: the proxy's Service.
+hub_ip=$(kubectl -n ml-labs get service proxy-public -o jsonpath='{.spec.clusterIP}')
+rm -f "$LOGS/class-hub.txt"
 (cd "$ROOT" && MLLAB_KUBECONFIG=$KUBECONFIG_E2E MLLAB_ARTIFACTS_DIR=$ARTIFACTS MLLAB_EXPECT_LAYERS=class \
-  MLLAB_CLASS_LEARNERS="ana ben" "$VENV/bin/python" -m pytest tests/infra/test_class.py -p no:cacheprovider -q -ra)
+  MLLAB_CLASS_LEARNERS="${three[*]}" MLLAB_CLASS_HUB_URL="http://$hub_ip/jupyterhub/" \
+  MLLAB_CLASS_REPORT="$LOGS/class-hub.txt" "$VENV/bin/python" -m pytest tests/infra/test_class.py -p no:cacheprovider -q -ra)
+cat "$LOGS/class-hub.txt"
 
 # Three learners at once, each as they would work: their settings file, their kubeconfig, their
 # own mllab state and workspace.

@@ -398,3 +398,186 @@ def test_another_learner_cannot_move_their_model_alias(learners):
     assert (
         _mlflow_call(a.name, "POST", "registered-models/set-tag", {"name": model, "key": "k", "value": "v"})[0] == 200
     )
+
+
+# --- JupyterHub: each learner's notebook, in their namespace, reached only with their login -------
+
+
+class HubUser:
+    """A learner logged in to the hub as a browser does (the login form, its _xsrf cookie), with an
+    API token the hub made for them from that session."""
+
+    def __init__(self, hub: str, name: str) -> None:
+        import requests
+
+        self.hub, self.name = hub, name
+        self.session = requests.Session()
+        self.session.get(hub + "hub/login", timeout=30).raise_for_status()
+        xsrf = self.session.cookies.get("_xsrf")
+        assert xsrf, "the hub's login page set no _xsrf cookie"
+        password = (_class_dir() / name / "hub-password").read_text().strip()
+        r = self.session.post(
+            hub + "hub/login",
+            data={"username": name, "password": password, "_xsrf": xsrf},
+            allow_redirects=False,
+            timeout=60,
+        )
+        assert r.status_code == 302, f"{name}'s login with their password: {r.status_code} {r.text[:300]}"
+        # The hub ties its XSRF token to the login: a page of the logged-in session sets a new one.
+        r = self.session.get(hub + "hub/home", timeout=30)
+        assert r.status_code == 200, f"{name}'s hub home page: {r.status_code}"
+        xsrf = r.cookies.get("_xsrf") or xsrf
+        r = self.session.post(
+            hub + f"hub/api/users/{name}/tokens",
+            json={"note": "mllab e2e", "expires_in": 1800},
+            headers={"X-XSRFToken": xsrf},
+            timeout=30,
+        )
+        assert r.status_code == 201, f"{name}'s token: {r.status_code} {r.text[:300]}"
+        self.token = r.json()["token"]
+
+    def call(self, method: str, path: str, token: str | None = None, **kwargs):
+        """A request to the hub or a notebook (path under the hub's base URL) with this learner's
+        token, or with `token`."""
+        import requests
+
+        headers = {"Authorization": f"token {token or self.token}"}
+        return requests.request(method, self.hub + path, headers=headers, timeout=60, allow_redirects=False, **kwargs)
+
+
+def _hub_url() -> str:
+    url = os.environ.get("MLLAB_CLASS_HUB_URL", "")
+    if not url:
+        _absent("MLLAB_CLASS_HUB_URL (the hub's public URL as this machine reaches it) is not set")
+    return url.rstrip("/") + "/"
+
+
+def _class_names() -> list[str]:
+    return os.environ.get("MLLAB_CLASS_LEARNERS", "").split()
+
+
+@pytest.fixture(scope="module")
+def notebooks(learners):
+    """Every learner of MLLAB_CLASS_LEARNERS logged in, with their notebook started through the hub's
+    REST API and ready; stopped at the end (their PVCs stay, as the hub keeps them)."""
+    hub = _hub_url()
+    users = {name: HubUser(hub, name) for name in _class_names()}
+    for user in users.values():
+        r = user.call("POST", f"hub/api/users/{user.name}/server")
+        assert r.status_code in (201, 202), f"{user.name}'s server: {r.status_code} {r.text[:300]}"
+    deadline = time.monotonic() + 600
+    pending = set(users)
+    while pending and time.monotonic() < deadline:
+        for name in sorted(pending):
+            model = users[name].call("GET", f"hub/api/users/{name}").json()
+            if (model.get("servers") or {}).get("", {}).get("ready"):
+                pending.discard(name)
+        time.sleep(3)
+    try:
+        assert not pending, f"notebooks not ready in 600 s: {sorted(pending)}"
+        yield users
+    finally:
+        for user in users.values():
+            user.call("DELETE", f"hub/api/users/{user.name}/server")
+
+
+def _notebook_pod(who: Learner) -> Any:
+    pods = who.core.list_namespaced_pod(who.namespace, label_selector="component=singleuser-server").items
+    assert len(pods) == 1, [p.metadata.name for p in pods]
+    return pods[0]
+
+
+def test_a_wrong_password_or_a_name_off_the_roster_does_not_log_in(learners):
+    import requests
+
+    hub = _hub_url()
+    for name, password in ((learners[0].name, "not-it"), ("mallory", "whatever")):
+        session = requests.Session()
+        session.get(hub + "hub/login", timeout=30)
+        r = session.post(
+            hub + "hub/login",
+            data={"username": name, "password": password, "_xsrf": session.cookies.get("_xsrf")},
+            allow_redirects=False,
+            timeout=60,
+        )
+        assert r.status_code == 403, (name, r.status_code)
+
+
+def test_the_hub_spawns_each_notebook_in_the_learners_namespace_as_their_account(learners, notebooks):
+    a, _ = learners
+    pod = _notebook_pod(a)
+    assert pod.status.phase == "Running"
+    assert pod.spec.service_account_name == "mllab-learner"  # classroom_account: bound in their namespace only
+    assert pod.metadata.labels.get("mllab.io/learner") == a.name
+    (container,) = pod.spec.containers
+    assert container.security_context.run_as_non_root and not container.security_context.allow_privilege_escalation
+    assert container.security_context.capabilities.drop == ["ALL"]
+    claims = [v.persistent_volume_claim.claim_name for v in pod.spec.volumes if v.persistent_volume_claim]
+    assert claims == ["notebook"]
+    assert a.core.read_namespaced_persistent_volume_claim("notebook", a.namespace).status.phase == "Bound"
+    # the notebook is the learner's environment: their namespace for the labs, their MLflow login
+    env = {e.name: e.value for e in container.env or []}
+    assert env["MLLAB_NAMESPACE"] == a.namespace and env["MLLAB_LEARNER"] == a.name
+    assert [e.secret_ref.name for e in container.env_from or []] == ["mlflow-credentials"]
+
+
+def test_a_learner_reaches_their_own_notebook(learners, notebooks):
+    a, _ = learners
+    r = notebooks[a.name].call("GET", f"user/{a.name}/api/status")
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    assert "started" in r.json()
+
+
+def test_another_learners_credentials_get_403_on_it(learners, notebooks):
+    a, b = learners
+    theirs = notebooks[b.name]
+    # B's token on A's notebook, and B's hub session (cookie) there: both refused
+    assert theirs.call("GET", f"user/{a.name}/api/status").status_code == 403
+    for page in ("api/status", "lab"):  # the API refuses; the page sends B to the hub's OAuth, which refuses
+        r = theirs.session.get(theirs.hub + f"user/{a.name}/{page}", timeout=60, allow_redirects=True)
+        assert r.status_code == 403, (page, r.status_code, r.url)
+    # nor can B see, start or stop A's server through the hub
+    assert theirs.call("GET", f"hub/api/users/{a.name}").status_code in (403, 404)
+    assert theirs.call("DELETE", f"hub/api/users/{a.name}/server").status_code in (403, 404)
+    # and A's notebook is still there
+    assert notebooks[a.name].call("GET", f"user/{a.name}/api/status").status_code == 200
+
+
+def test_another_learners_pods_cannot_open_a_connection_to_it(learners, notebooks):
+    a, b = learners
+    target = f"{_notebook_pod(a).status.pod_ip}:{os.environ.get('MLLAB_CLASS_NOTEBOOK_PORT', '8888')}"
+    assert _probe(b, {target: "CLOSED"}) == {target: "CLOSED"}
+
+
+def test_the_hubs_memory_with_every_notebook_running(learners, notebooks):
+    """The hub's container memory (kubelet's stats summary, working set) with len(notebooks)
+    servers running, written to MLLAB_CLASS_REPORT for the run's log."""
+    from kubernetes import client, config
+
+    admin = os.environ.get("MLLAB_KUBECONFIG")
+    if not admin:
+        _absent("MLLAB_KUBECONFIG (the admin's, to read the kubelet's stats) is not set")
+    api = config.new_client_from_config(config_file=admin)
+    core = client.CoreV1Api(api)
+    (hub,) = core.list_namespaced_pod(
+        "ml-labs", label_selector="app.kubernetes.io/name=jupyterhub,app.kubernetes.io/component=hub"
+    ).items
+    response = api.call_api(
+        f"/api/v1/nodes/{hub.spec.node_name}/proxy/stats/summary",
+        "GET",
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+        _return_http_data_only=True,
+    )
+    summary = json.loads(response.data)
+    (stats,) = [p for p in summary["pods"] if p["podRef"]["name"] == hub.metadata.name]
+    used = {c["name"]: c["memory"]["workingSetBytes"] for c in stats["containers"]}
+    running = [n for n in notebooks if _notebook_pod(Learner(n)).status.phase == "Running"]
+    assert len(running) == len(notebooks) >= 3, running
+    mib = sum(used.values()) / 2**20
+    assert 0 < mib < 1024, used  # within the hub's limit (jupyterhub_hub_resources)
+    line = f"hub memory with {len(running)} notebooks running ({', '.join(running)}): {mib:.0f} MiB working set"
+    report = os.environ.get("MLLAB_CLASS_REPORT")
+    if report:
+        with open(report, "a", encoding="utf-8") as f:
+            f.write(line + "\n")

@@ -229,6 +229,7 @@ def test_only_notebook_pods_reach_the_hub_and_the_api(small):
             if o["kind"] == "NetworkPolicy" and o["metadata"]["namespace"] == ns
         }
         notebook = policies.pop("mllab-notebook")
+        into = policies.pop("mllab-notebook-from-hub")
         assert notebook["podSelector"] == {"matchLabels": {"component": "singleuser-server"}}
         assert notebook["policyTypes"] == ["Egress"]
         to_hub, to_api = notebook["egress"]
@@ -242,6 +243,17 @@ def test_only_notebook_pods_reach_the_hub_and_the_api(small):
         ]
         assert to_hub["ports"] == [{"protocol": "TCP", "port": 8081}]
         assert to_api == {"to": [{"ipBlock": {"cidr": "192.0.2.1/32"}}], "ports": [{"protocol": "TCP", "port": 16443}]}
+        # into the notebook: the hub and the proxy of the hub's namespace, on the notebook's port only
+        assert into["podSelector"] == notebook["podSelector"]
+        assert into["policyTypes"] == ["Ingress"]
+        (rule,) = into["ingress"]
+        assert rule["ports"] == [{"protocol": "TCP", "port": 8888}]
+        (peer,) = rule["from"]
+        assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": HUB_NS}}
+        assert sorted((e["key"], tuple(e["values"])) for e in peer["podSelector"]["matchExpressions"]) == [
+            ("app.kubernetes.io/component", ("hub", "proxy")),
+            ("app.kubernetes.io/name", ("jupyterhub",)),
+        ]
         # every other policy selects all the learner's pods and opens no address range
         for spec in policies.values():
             peers = [
@@ -250,9 +262,9 @@ def test_only_notebook_pods_reach_the_hub_and_the_api(small):
                 for p in rule.get("to", rule.get("from", []))
             ]
             assert not [p for p in peers if "ipBlock" in p], spec
-        # the hub's pods and the proxy (labs namespace) may connect to the notebook
+        # no other pod of the labs namespace reaches the learner's pods
         sources = [p for rule in policies["mllab-from-platform"]["ingress"] for p in rule["from"]]
-        assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": HUB_NS}}} in sources
+        assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": HUB_NS}}} not in sources
 
 
 # --- passwords ------------------------------------------------------------------------------------

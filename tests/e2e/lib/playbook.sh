@@ -22,12 +22,15 @@ platform_common_helm_binary: $CACHE/bin/helm
 mlflow_image: $MLFLOW_IMAGE
 jupyter_image: $JUPYTER_IMAGE
 # The class hub (roles/jupyterhub) on the images built here (images/build.sh jupyterhub
-# configurable-http-proxy jupyter), imported, never pulled. Off until class.sh imports them and
-# tests a login and a spawn through the hub.
-jupyterhub_enabled: false
+# configurable-http-proxy jupyter), imported by class.sh, never pulled; notebooks small enough for
+# three of them beside the platform on this 2-core node.
+jupyterhub_enabled: true
 jupyterhub_hub_image: $JUPYTERHUB_IMAGE
 jupyterhub_proxy_image: $CHP_IMAGE
 jupyterhub_image_pull_policy: Never
+jupyterhub_notebook_resources:
+  requests: {cpu: 50m, memory: 256Mi}
+  limits: {cpu: "1", memory: 1Gi}
 lab_image_registry: $REGISTRY_HOST
 lab_image_insecure: true
 lab_image_base: $(base_ref)
