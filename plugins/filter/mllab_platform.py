@@ -1,7 +1,8 @@
 """Platform-layer decisions for ML Lab Kit: image references, Kubernetes quantities and
 names, quotas against the workloads that must fit in them, kubeconfig sanity, MLflow's
-allowed Host headers. Pure functions, used as Ansible filters by roles/platform_common
-and the five platform roles, unit tested in tests/unit/test_platform_filters.py.
+allowed Host headers, the Ingresses' request-size cap and login. Pure functions, used as
+Ansible filters by roles/platform_common, the platform roles, jupyterhub and preflight,
+unit tested in tests/unit/test_platform_filters.py.
 
 Every *_problems function returns a list of problems, each naming the bad value and the
 fix; an empty list means the input is usable. The roles collect the problems of every
@@ -169,6 +170,59 @@ def mllab_path_problems(values: Mapping[str, Any]) -> list[str]:
         if not ok:
             problems.append(f"{var} = {value!r} is not a URL path prefix: use / or a path like /mlflow (no trailing /)")
     return problems
+
+
+# nginx size (client_max_body_size, which ingress-nginx's proxy-body-size annotation sets):
+# digits, then k, m or g (either case) for KiB, MiB, GiB; no suffix = bytes.
+_NGINX_SIZE_RE = re.compile(r"^(?P<num>[0-9]+)(?P<unit>[kKmMgG]?)$")
+_NGINX_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+# The smallest request-size cap accepted: under 1 MiB, ordinary MLflow and JupyterLab requests
+# (a notebook save, a batch of metrics, a small model file) would be refused with 413.
+_MIN_BODY_SIZE = 2**20
+
+
+def mllab_body_size_problems(values: Mapping[str, Any]) -> list[str]:
+    """values: {variable name: nginx size}. A request-size cap for the Ingresses: an nginx size
+    (^[0-9]+[kmgKMG]?$) of at least 1m; 0 (nginx's "no limit") is refused."""
+    problems = []
+    for var, value in values.items():
+        text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+        match = _NGINX_SIZE_RE.match(text)
+        if not match:
+            problems.append(
+                f"{var} = {value!r} is not an nginx size: give digits followed by k, m or g"
+                " (^[0-9]+[kmgKMG]?$), e.g. 64m"
+            )
+            continue
+        size = int(match["num"]) * _NGINX_UNITS[match["unit"].lower()]
+        if size == 0:
+            problems.append(
+                f"{var} = {value!r} means no limit to nginx, and every Ingress of the kit caps the size"
+                " of a request: give a size such as 64m"
+            )
+        elif size < _MIN_BODY_SIZE:
+            problems.append(
+                f"{var} = {value!r} is below 1m (no suffix = bytes): MLflow and JupyterLab requests would be"
+                " refused; give at least 1m, e.g. 64m"
+            )
+    return problems
+
+
+def mllab_ingress_login_problems(settings: Mapping[str, Any]) -> list[str]:
+    """settings: ingress, mlflow, mlflow_auth (booleans: platform_common_ingress_enabled,
+    mlflow_enabled, mlflow_auth_enabled) and mlflow_namespace. No Ingress of the kit fronts a
+    service without a login: MLflow's needs its basic-auth app (JupyterLab's token and the hub's
+    login are checked by their roles)."""
+    if settings.get("ingress") and settings.get("mlflow", True) and not settings.get("mlflow_auth"):
+        namespace = settings.get("mlflow_namespace") or "mlflow"
+        return [
+            "mlflow_auth_enabled: false together with platform_common_ingress_enabled: true would publish MLflow"
+            " on the Ingress with no login (whoever reaches the host reads and changes every experiment and"
+            " model). Either keep mlflow_auth_enabled: true (the default), or set"
+            " platform_common_ingress_enabled: false and reach MLflow by port-forward"
+            f" (kubectl port-forward -n {namespace} svc/mlflow 5000:5000)"
+        ]
+    return []
 
 
 def _sum(values: Iterable[Any]) -> Decimal:
@@ -363,6 +417,8 @@ class FilterModule:
             "mllab_choice_problems": mllab_choice_problems,
             "mllab_name_problems": mllab_name_problems,
             "mllab_path_problems": mllab_path_problems,
+            "mllab_body_size_problems": mllab_body_size_problems,
+            "mllab_ingress_login_problems": mllab_ingress_login_problems,
             "mllab_quota_problems": mllab_quota_problems,
             "mllab_pvc_problems": mllab_pvc_problems,
             "mllab_pvc_workloads": mllab_pvc_workloads,

@@ -56,6 +56,7 @@ CASES = {
         "jupyterhub_authenticator_class": "not a class",
         "jupyterhub_idle_timeout": -5,
         "jupyterhub_notebook_pvc": "Bad_Name",
+        "platform_common_ingress_max_body_size": 0,
     },
     # Caught by meta/argument_specs.yml when the role starts (choices).
     "hub-bad-choice": {
@@ -63,6 +64,8 @@ CASES = {
         "jupyterhub_enabled": True,
         "mllab_learners": ["ana"],
         "jupyterhub_gpu_profile": "sometimes",
+        # and, found by the same pre-task check: a hub that lets anyone in, behind the Ingress
+        "jupyterhub_authenticator_class": "jupyterhub.auth.DummyAuthenticator",
     },
 }
 HUB_NS = "ml-labs"
@@ -119,8 +122,11 @@ def test_the_hub_and_the_proxy_are_in_the_labs_namespace(small):
     assert [(p["port"], p["targetPort"]) for p in ports["hub"]] == [(8081, "http")]
     assert [(p["port"], p["targetPort"]) for p in ports["proxy-public"]] == [(80, "http")]
     assert [(p["port"], p["targetPort"]) for p in ports["proxy-api"]] == [(8001, "api")]
-    ingress = small.get("Ingress", "jupyterhub", HUB_NS)["spec"]["rules"][0]["http"]["paths"][0]
-    assert ingress["path"] == "/jupyterhub" and ingress["backend"]["service"]["name"] == "proxy-public"
+    ingress = small.get("Ingress", "jupyterhub", HUB_NS)
+    path = ingress["spec"]["rules"][0]["http"]["paths"][0]
+    assert path["path"] == "/jupyterhub" and path["backend"]["service"]["name"] == "proxy-public"
+    # the request-size cap of every Ingress (platform_common_ingress_max_body_size, default 64m)
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "64m"
     assert (small.render_dir / "jupyterhub.yaml").is_file()
     assert stat.S_IMODE((small.render_dir / "jupyterhub.yaml").stat().st_mode) == 0o600
 
@@ -499,6 +505,7 @@ def test_bad_settings_name_every_problem_and_render_nothing(runs):
         'jupyterhub_authenticator_class = "not a class" must be mllab or the import path',
         "jupyterhub_idle_timeout = -5 must be a whole number of seconds",
         "jupyterhub_notebook_pvc = 'Bad_Name' is not a valid Kubernetes name",
+        "platform_common_ingress_max_body_size = 0 means no limit to nginx, and every Ingress of the kit caps",
     ]
     assert f"JupyterHub checks found {len(expected)} problem(s); nothing was applied" in run.output, run.output[-3000:]
     for text in expected:
@@ -511,6 +518,18 @@ def test_a_setting_off_its_choices_is_refused_when_the_role_starts(runs):
     assert run.rc != 0 and "jupyterhub_gpu_profile" in run.output and "sometimes" in run.output
     assert "auto, always, never" in run.output, run.output[-3000:]
     assert not (run.render_dir / "jupyterhub.yaml").exists()
+
+
+def test_a_hub_that_lets_anyone_in_is_refused_behind_the_ingress(runs):
+    run = runs["hub-bad-choice"]
+    out = " ".join(run.output.split())
+    assert run.rc != 0
+    assert (
+        'jupyterhub_authenticator_class = "jupyterhub.auth.DummyAuthenticator" lets anyone in (any name, any password)'
+        " and platform_common_ingress_enabled: true would publish the hub on the Ingress: use mllab" in out
+    ), run.output[-3000:]
+    assert "or set platform_common_ingress_enabled: false" in out
+    assert not run.objects
 
 
 # --- the filters --------------------------------------------------------------------------------

@@ -144,6 +144,46 @@ def test_names_and_paths():
     assert len(mp.mllab_path_problems({"p": "mlflow", "q": "/jupyter/", "r": ""})) == 3
 
 
+@pytest.mark.parametrize("value", ["64m", "64M", "1m", "1024k", "2g", "1048576", 512 * 1024 * 1024])
+def test_nginx_sizes_of_at_least_1m_are_request_caps(value):
+    assert mp.mllab_body_size_problems({"platform_common_ingress_max_body_size": value}) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", "platform_common_ingress_max_body_size = '0' means no limit to nginx"),
+        (0, "platform_common_ingress_max_body_size = 0 means no limit to nginx"),
+        ("0m", "platform_common_ingress_max_body_size = '0m' means no limit to nginx"),
+        ("unlimited", "platform_common_ingress_max_body_size = 'unlimited' is not an nginx size"),
+        ("64MB", "platform_common_ingress_max_body_size = '64MB' is not an nginx size"),
+        ("-1", "platform_common_ingress_max_body_size = '-1' is not an nginx size"),
+        ("1.5m", "platform_common_ingress_max_body_size = '1.5m' is not an nginx size"),
+        ("", "platform_common_ingress_max_body_size = '' is not an nginx size"),
+        (True, "platform_common_ingress_max_body_size = True is not an nginx size"),
+        ("64", "platform_common_ingress_max_body_size = '64' is below 1m (no suffix = bytes)"),
+        ("1023k", "platform_common_ingress_max_body_size = '1023k' is below 1m"),
+    ],
+)
+def test_a_missing_or_malformed_request_cap_is_named_with_the_accepted_form(value, expected):
+    (problem,) = mp.mllab_body_size_problems({"platform_common_ingress_max_body_size": value})
+    assert problem.startswith(expected), problem
+    assert "64m" in problem
+
+
+def test_no_ingress_fronts_mlflow_without_its_login():
+    (problem,) = mp.mllab_ingress_login_problems({"ingress": True, "mlflow_auth": False, "mlflow_namespace": "ml"})
+    assert problem.startswith("mlflow_auth_enabled: false together with platform_common_ingress_enabled: true")
+    assert "keep mlflow_auth_enabled: true" in problem and "set platform_common_ingress_enabled: false" in problem
+    assert "kubectl port-forward -n ml svc/mlflow 5000:5000" in problem
+    for fine in (
+        {"ingress": True, "mlflow_auth": True},
+        {"ingress": False, "mlflow_auth": False},
+        {"ingress": True, "mlflow": False, "mlflow_auth": False},  # no MLflow, no MLflow Ingress
+    ):
+        assert mp.mllab_ingress_login_problems(fine) == [], fine
+
+
 def test_pvc_and_limit_range_checks():
     good = [{"name": "datasets", "namespace": "training", "size": "20Gi", "access_modes": ["ReadWriteOnce"]}]
     assert mp.mllab_pvc_problems(good, "training_pvcs", ["training", "serving", "labs"]) == []
@@ -216,4 +256,5 @@ def test_allowed_hosts_cover_service_names_ports_and_ingress_host():
 def test_filters_are_registered():
     names = set(mp.FilterModule().filters())
     assert {"mllab_image_problems", "mllab_quota_problems", "mllab_kubeconfig_problems", "mllab_allowed_hosts"} <= names
+    assert {"mllab_body_size_problems", "mllab_ingress_login_problems"} <= names
     assert mp.FilterModule().filters()["mllab_quantity"]("250m") == 0.25

@@ -3,7 +3,8 @@ auth, existing cluster, ingress off), then checked: Kubernetes OpenAPI schemas
 (kubernetes-validate), CRD schemas of the custom resources (from the pinned upstream
 releases), Helm values against the charts' own values.yaml, and policy (limits, probes,
 non-root, pinned images, labels, no secret values outside Secrets, least-privilege RBAC).
-Bad settings must stop the run before anything is applied, naming the value."""
+Every Ingress caps the request size and fronts a login. Bad settings must stop the run
+before anything is applied, naming the value."""
 
 from __future__ import annotations
 
@@ -265,6 +266,44 @@ def _args(run, kind: str, name: str) -> list[str]:
     return run.get(kind, name)["spec"]["template"]["spec"]["containers"][0].get("args", [])
 
 
+def _default(name: str) -> Any:
+    import yaml
+
+    return yaml.safe_load((harness.ROOT / "roles/platform_common/defaults/main.yml").read_text())[name]
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_every_ingress_caps_the_request_size(matrix, case):
+    """ingress-nginx enforces the cap (413 above it) on real hosts; the e2e tier has no ingress
+    controller, so it is checked here, on the rendered objects."""
+    run = matrix[case]
+    cap = run.settings.get("platform_common_ingress_max_body_size", _default("platform_common_ingress_max_body_size"))
+    assert cap == ("512m" if case == "auth" else "64m")  # a custom cap, and the default
+    ingresses = run.of_kind("Ingress")
+    assert bool(ingresses) is harness.flag(run.settings.get("platform_common_ingress_enabled", True))
+    for ing in ingresses:
+        assert ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == cap, ing["metadata"]
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_every_ingress_fronts_a_login(matrix, case):
+    """MLflow's basic-auth app, JupyterLab's generated token; an Ingress of a new kind fails here
+    until its login is checked."""
+    run = matrix[case]
+    for ing in run.of_kind("Ingress"):
+        name = ing["metadata"]["name"]
+        if name == "mlflow":
+            assert "--app-name=basic-auth" in _args(run, "Deployment", "mlflow")
+        elif name == "jupyter":
+            env = run.get("Deployment", "jupyter")["spec"]["template"]["spec"]["containers"][0]["env"]
+            (token_env,) = [e for e in env if e["name"] == "JUPYTER_TOKEN"]  # once: a later one would replace it
+            assert token_env["valueFrom"]["secretKeyRef"] == {"name": "jupyter-token", "key": "token"}
+            token = run.get("Secret", "jupyter-token")["data"]["token"]
+            assert re.fullmatch(r"[A-Za-z0-9]{32}", base64.b64decode(token).decode())
+        else:
+            pytest.fail(f"Ingress {name}: which login does it front? (add its check here)")
+
+
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_mlflow_paths_hosts_and_metrics_agree(matrix, case):
     run = matrix[case]
@@ -499,6 +538,14 @@ def test_bad_settings_fail_before_anything_is_rendered(bad_runs):
     assert "jupyter_image = 'quay.io/jupyter/scipy-notebook' has no tag" in out
     assert "mlflow_image = 'ghcr.io/MLflow/mlflow:v3.17.2' is malformed" in out
     assert "training_quotas['labs']['requests.cpu'] = 100m is below the 0.5" in out
+    assert "platform_common_ingress_max_body_size = '64MB' is not an nginx size: give digits followed by k, m" in out
+    assert (
+        "mlflow_auth_enabled: false together with platform_common_ingress_enabled: true would publish MLflow"
+        " on the Ingress with no login" in out
+    )
+    assert "Either keep mlflow_auth_enabled: true (the default), or set platform_common_ingress_enabled: false" in out
+    assert "kubectl port-forward -n mlflow svc/mlflow 5000:5000" in out
+    assert "jupyter_env sets JUPYTER_TOKEN (value not shown), which would replace JupyterLab's login token" in out
     assert not run.render_dir.exists() or not any(run.render_dir.iterdir())
     assert not (run.artifacts_dir / "secrets").exists()
 

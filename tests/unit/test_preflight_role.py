@@ -128,8 +128,10 @@ def test_bad_inventory_and_values_are_all_named(tmp_path, store):
         microk8s_channel="1.36",
         microk8s_addons={"dns": {"enabled": True}, "obsrvability": {"enabled": True}},
         microk8s_snap_file="/nonexistent/microk8s.snap",
+        platform_common_ingress_max_body_size="unlimited",
+        mlflow_auth_enabled=False,  # with the Ingress on (the default)
     )
-    out = proc.stdout + proc.stderr
+    out = " ".join((proc.stdout + proc.stderr).split())
     assert proc.returncode != 0
     for fragment in [
         "control_plane has 2 hosts (localhost, cp2)",
@@ -138,6 +140,8 @@ def test_bad_inventory_and_values_are_all_named(tmp_path, store):
         "microk8s_channel = '1.36' is malformed",
         "microk8s_snap_file = /nonexistent/microk8s.snap does not exist",
         "set both microk8s_snap_file and microk8s_assert_file",
+        "platform_common_ingress_max_body_size = 'unlimited' is not an nginx size",
+        "mlflow_auth_enabled: false together with platform_common_ingress_enabled: true would publish MLflow",
     ]:
         assert fragment in out, fragment
 

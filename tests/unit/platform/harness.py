@@ -86,7 +86,8 @@ S3_KEY_ID = "AKIAMLLABTESTKEY0001"
 S3_SECRET = "mllabTestS3SecretValue0123456789"
 
 # The settings matrix of the issue: defaults, GPU on, PostgreSQL, auth, existing
-# cluster, ingress off (each case also varies a few neighbouring knobs).
+# cluster, ingress off (each case also varies a few neighbouring knobs). MLflow runs without
+# its login only where there is no Ingress (postgresql, ingress-off): behind one it is refused.
 CASES: dict[str, dict[str, Any]] = {
     "defaults": {},
     "gpu": {"jupyter_gpu_count": 1, "jupyter_gpu_runtime_class": "nvidia"},
@@ -98,11 +99,13 @@ CASES: dict[str, dict[str, Any]] = {
         "mlflow_s3_access_key_id": S3_KEY_ID,
         "mlflow_s3_secret_access_key": S3_SECRET,
         "mlflow_auth_enabled": False,  # its user store is a file on a PVC: this case has none
+        "platform_common_ingress_enabled": False,  # so no Ingress: MLflow without a login is refused behind one
     },
     "auth": {
         "mlflow_auth_enabled": True,
         "platform_common_ingress_host": "lab.example.org",
         "platform_common_ingress_tls_secret": "lab-tls",
+        "platform_common_ingress_max_body_size": "512m",
         "jupyter_pip_packages": ["mllab==0.1.0"],
     },
     # Booleans given as strings here, as `-e name=false` on the command line gives them.
@@ -219,6 +222,9 @@ BAD_CASES: dict[str, tuple[dict[str, Any], bool]] = {
             "jupyter_image": "quay.io/jupyter/scipy-notebook",
             "mlflow_image": "ghcr.io/MLflow/mlflow:v3.17.2",
             "training_quotas": {"labs": {"requests.cpu": "100m", "requests.memory": "16Gi"}},
+            "platform_common_ingress_max_body_size": "64MB",
+            "mlflow_auth_enabled": False,  # with the Ingress on (the default): MLflow without a login
+            "jupyter_env": {"JUPYTER_TOKEN": ""},
         },
         True,
     ),
