@@ -423,10 +423,13 @@ class HubUser:
             timeout=60,
         )
         assert r.status_code == 302, f"{name}'s login with their password: {r.status_code} {r.text[:300]}"
-        # The hub ties its XSRF token to the login: a page of the logged-in session sets a new one.
+        # The hub ties its XSRF token to the login: the anonymous one no longer passes, and a page of
+        # the logged-in session sets the new one (as a browser's next page load does).
+        for cookie in [c for c in self.session.cookies if c.name == "_xsrf"]:
+            self.session.cookies.clear(cookie.domain, cookie.path, cookie.name)
         r = self.session.get(hub + "hub/home", timeout=30)
         assert r.status_code == 200, f"{name}'s hub home page: {r.status_code}"
-        xsrf = r.cookies.get("_xsrf") or xsrf
+        xsrf = self.session.cookies.get("_xsrf")
         r = self.session.post(
             hub + f"hub/api/users/{name}/tokens",
             json={"note": "mllab e2e", "expires_in": 1800},

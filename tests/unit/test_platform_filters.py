@@ -258,3 +258,39 @@ def test_filters_are_registered():
     assert {"mllab_image_problems", "mllab_quota_problems", "mllab_kubeconfig_problems", "mllab_allowed_hosts"} <= names
     assert {"mllab_body_size_problems", "mllab_ingress_login_problems"} <= names
     assert mp.FilterModule().filters()["mllab_quantity"]("250m") == 0.25
+
+
+# --- apply batches (roles/platform_common/tasks/apply_cluster.yml) ----------------------------------
+
+
+def _obj(kind: str, name: str, namespace: str = "ns") -> dict:
+    return {"kind": kind, "metadata": {"name": name, "namespace": namespace}}
+
+
+def test_apply_batches_keep_the_order_and_wait_for_each_workload_alone():
+    objs = [
+        _obj("ServiceAccount", "hub"),
+        _obj("ConfigMap", "hub"),
+        _obj("Deployment", "proxy"),
+        _obj("Service", "proxy"),
+        _obj("Deployment", "hub"),
+        _obj("StatefulSet", "db"),
+        _obj("Role", "a", "learner-a"),
+        _obj("RoleBinding", "a", "learner-a"),
+    ]
+    batches = mp.mllab_apply_batches(objs)
+    assert [([o["kind"] for o in b["objects"]], b["wait"]) for b in batches] == [
+        (["ServiceAccount", "ConfigMap"], False),
+        (["Deployment"], True),
+        (["Service"], False),
+        (["Deployment"], True),
+        (["StatefulSet"], True),
+        (["Role", "RoleBinding"], False),
+    ]
+    # every object once, in the order given
+    assert [o for b in batches for o in b["objects"]] == objs
+    assert mp.mllab_apply_batches([]) == []
+    assert mp.mllab_batch_label(batches[1]) == "Deployment ns/proxy"
+    assert mp.mllab_batch_label(batches[0]) == "2 objects: 1 ServiceAccount, 1 ConfigMap"
+    many = mp.mllab_apply_batches([_obj("Role", f"r{i}") for i in range(60)] + [_obj("DaemonSet", "x")])
+    assert len(many) == 2 and len(many[0]["objects"]) == 60 and many[1]["wait"]
