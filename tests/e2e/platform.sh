@@ -88,6 +88,11 @@ reset_platform() {
     { echo "platform.sh: the reset deleted the monitoring stack it did not install" >&2; return 1; }
   left=$(kubectl -n observability get prometheusrules,configmaps -l app.kubernetes.io/part-of=mllab -o name)
   [[ -z $left ]] || { echo "platform.sh: the kit's objects left in observability: $left" >&2; return 1; }
+  left=$(kubectl get validatingadmissionpolicies,validatingadmissionpolicybindings,clusterroles,clusterrolebindings \
+    -l app.kubernetes.io/part-of=mllab -o name)
+  [[ -z $left ]] || { echo "platform.sh: the kit's cluster-wide objects left: $left" >&2; return 1; }
+  left=$(kubectl get namespaces -l mllab.io/namespace-role=learner -o name)
+  [[ -z $left ]] || { echo "platform.sh: learner namespaces left: $left" >&2; return 1; }
   kubectl get --raw /readyz >/dev/null
   echo "platform.sh: the platform layer is gone (releases, namespaces, rules and dashboards); the monitoring stack and the cluster still answer"
 }

@@ -28,8 +28,8 @@ ROSTER: list[Any] = [f"student-{i:02d}" for i in range(1, 28)] + [
     {"name": "x" * 55},  # the longest name the default prefix allows (63 - len("learner-"))
 ]
 CASES = {
-    # The classroom alone (the class hub, on by default with a roster, is tests/unit/test_jupyterhub_role.py's).
-    "class-30": {"labs_enabled": False, "mllab_learners": ROSTER, "classroom_gpus": 1},  # the hub: off by default
+    # The classroom alone: the class hub (on by default with a roster) is tests/unit/test_jupyterhub_role.py's.
+    "class-30": {"labs_enabled": False, "jupyterhub_enabled": False, "mllab_learners": ROSTER, "classroom_gpus": 1},
     "class-bad": {
         "labs_enabled": False,
         "mllab_learners": [

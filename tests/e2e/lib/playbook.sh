@@ -55,10 +55,11 @@ monitoring_grafana: false
 EOF
 }
 
-# facts in memory: a fact cache in the checkout would be a run output (scripts/clean-check)
+# facts in memory: a fact cache in the checkout would be a run output (scripts/clean-check); each
+# task timed (profile_tasks: the slowest are listed at the end of each run, for the CI log)
 # uv (the lab_image role's installer) shares the cache of scripts/pip-install's uv.
 playbook() {
-  (cd "$ROOT" && ANSIBLE_CACHE_PLUGIN=memory UV_CACHE_DIR=${UV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mllab-uv} \
+  (cd "$ROOT" && ANSIBLE_CACHE_PLUGIN=memory ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks UV_CACHE_DIR=${UV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mllab-uv} \
     "$VENV/bin/ansible-playbook" -i inventory/localhost.yml "$@" -e "@$VARS")
 }
 
