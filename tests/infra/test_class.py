@@ -10,6 +10,14 @@ not by reading the manifests or asking `auth can-i`.
 - Network (needs a NetworkPolicy enforcer: kube-router in the e2e tier, Calico on MicroK8s): a pod
   of learner B cannot connect to learner A's server, nor to the API server or JupyterLab, and
   reaches MLflow; A's own pods reach A's server.
+- MLflow: no request without a login; A uses their own experiment; B gets 403 reading or changing
+  it, or moving A's model alias.
+- JupyterHub (MLLAB_CLASS_HUB_URL: the hub's public URL as this machine reaches it): a wrong
+  password or a name off the roster gets 403; each learner of MLLAB_CLASS_LEARNERS logs in through
+  the login form, gets a token and starts their notebook through the REST API; it runs in their
+  namespace as their account, restricted, on their PVC; B's token and B's session get 403 on A's
+  notebook; B's pods cannot connect to it; the hub's memory with every notebook running goes to
+  MLLAB_CLASS_REPORT.
 
 Settings: MLLAB_KUBECONFIG (the admin's, as for test_platform.py), MLLAB_ARTIFACTS_DIR (the
 learners' files in <artifacts>/class), MLLAB_CLASS_LEARNERS (two or more names; default: every
