@@ -73,12 +73,19 @@ class Learner:
         self.rbac = client.RbacAuthorizationV1Api(self.api)
 
 
-@pytest.fixture(scope="module")
-def learners() -> tuple[Learner, Learner]:
+def _class_names() -> list[str]:
+    """MLLAB_CLASS_LEARNERS, or every learner folder with a kubeconfig in the class folder."""
     wanted = os.environ.get("MLLAB_CLASS_LEARNERS", "").split()
     folder = _class_dir()
     if not wanted and folder.is_dir():
         wanted = sorted(p.name for p in folder.iterdir() if (p / "kubeconfig").is_file())
+    return wanted
+
+
+@pytest.fixture(scope="module")
+def learners() -> tuple[Learner, Learner]:
+    wanted = _class_names()
+    folder = _class_dir()
     if len(wanted) < 2:
         _absent(f"no class to test: fewer than two learner kubeconfigs in {folder} (mllab_learners)")
     try:
@@ -463,16 +470,12 @@ def _hub_url() -> str:
     return url.rstrip("/") + "/"
 
 
-def _class_names() -> list[str]:
-    return os.environ.get("MLLAB_CLASS_LEARNERS", "").split()
-
-
 @pytest.fixture(scope="module")
 def notebooks(learners):
     """Every learner of MLLAB_CLASS_LEARNERS logged in, with their notebook started through the hub's
     REST API and ready; stopped at the end (their PVCs stay, as the hub keeps them)."""
     hub = _hub_url()
-    users = {name: HubUser(hub, name) for name in _class_names()}
+    users = {name: HubUser(hub, name) for name in _class_names()}  # the learners fixture's names, all of them
     for user in users.values():
         r = user.call("POST", f"hub/api/users/{user.name}/server")
         assert r.status_code in (201, 202), f"{user.name}'s server: {r.status_code} {r.text[:300]}"
