@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from concurrent.futures import Executor
 
+    from mllab.prometheus import RuleSet
+
 
 @dataclass
 class JobSpec:
@@ -65,12 +67,16 @@ class ServeSpec:
     workdir: Path = Path(".")
     extra_args: list[str] = field(default_factory=list)
     monitor: bool = False  # k8s: a ServiceMonitor so the cluster's Prometheus scrapes it (lab 7)
+    # k8s: a Prometheus rule file the cluster's Prometheus evaluates on this server's metrics (lab 7's
+    # drift_alert.yaml, as a PrometheusRule); the Endpoint's `rules` says where to read its alerts.
+    rules: Path | None = None
 
 
 @dataclass
 class Endpoint:
     url: str  # base URL, e.g. http://127.0.0.1:8080
     metrics_url: str
+    rules: RuleSet | None = None  # where Prometheus evaluates ServeSpec.rules (k8s only)
 
 
 class Backend(abc.ABC):

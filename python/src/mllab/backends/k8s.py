@@ -28,12 +28,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mllab import procs
 from mllab.backends import k8s_objects as obj
 from mllab.backends.base import Backend, Endpoint, JobResult, JobSpec, ServeSpec
 from mllab.errors import BackendUnavailable, JobFailed, MllabError, TrackingUnavailable
+
+if TYPE_CHECKING:
+    from mllab.prometheus import RuleSet
 
 # Waiting reasons that will not fix themselves: fail at once with the image named.
 IMAGE_ERRORS = {
@@ -48,7 +51,15 @@ FETCH_TRIES = 3  # fetch pods per job output before giving up (a log can lose it
 ISVC = ("serving.kserve.io", "v1beta1")  # + namespace, "inferenceservices"
 MONITORING = ("monitoring.coreos.com", "v1")  # + namespace, "servicemonitors"
 # The custom resources a lab creates: kind -> (group, version, plural)
-CUSTOM = {"InferenceService": (*ISVC, "inferenceservices"), "ServiceMonitor": (*MONITORING, "servicemonitors")}
+CUSTOM = {
+    "InferenceService": (*ISVC, "inferenceservices"),
+    "ServiceMonitor": (*MONITORING, "servicemonitors"),
+    "PrometheusRule": (*MONITORING, "prometheusrules"),
+}
+# The Service of the MicroK8s observability addon's Prometheus (kube-prometheus-stack's
+# <release>-kube-prome-prometheus), in MLLAB_MONITORING_NAMESPACE; MLLAB_PROMETHEUS_URL overrides.
+MONITORING_NAMESPACE = "observability"
+RULE_LOAD_TIMEOUT_S = 240  # the operator writes the rule file, the kubelet syncs the volume, the reloader reloads
 
 
 def load_kube_config() -> None:
@@ -504,6 +515,12 @@ class K8sBackend(Backend):
         except self._client.ApiException as exc:
             if exc.status == 404:
                 return False
+            if exc.status == 403:
+                raise MllabError(
+                    f"the account in your kubeconfig may not list {plural} ({group_version[0]}) in "
+                    f"{self.cfg.serving_namespace}",
+                    "use the labs' kubeconfig (labs role), or run the lab with --backend local",
+                ) from None
             raise
 
     def has_kserve(self) -> bool:
@@ -549,6 +566,7 @@ class K8sBackend(Backend):
 
         try:
             create(cm)
+            rules = self._rules(create, spec, name, lbls) if spec.rules else None
             if self.has_kserve():
                 create(obj.inference_service(name, lbls, pod))
                 service = f"{name}-predictor"
@@ -578,14 +596,16 @@ class K8sBackend(Backend):
                 self._wait_ready(
                     lambda: self._deployment_ready(name), f"Deployment {ns}/{name}", f"mllab.io/server={name}"
                 )
-            if spec.monitor:
+            if spec.monitor or rules:
                 self._monitor(create, name, lbls, service_selector)
             url = self._service_url(service, ns)
             if not procs.wait_http(url + "/v2/health/ready", 120, interval=0.5):
                 raise MllabError(
                     f"{url}/v2/health/ready does not answer from here", "check the Service and network policies"
                 )
-            yield Endpoint(url=url, metrics_url=url + "/metrics")
+            if rules:
+                self._wait_rules_loaded(rules, spec.rules)
+            yield Endpoint(url=url, metrics_url=url + "/metrics", rules=rules)
         finally:
             for kind, n_s, n in reversed(mine):
                 self._delete(kind, n_s, n)
@@ -597,13 +617,71 @@ class K8sBackend(Backend):
     ) -> None:
         """A ServiceMonitor for the server when the cluster has prometheus-operator's API."""
         if not self._serves(MONITORING, "servicemonitors"):
-            self._say(
-                "no prometheus-operator on this cluster: nothing scrapes the server (the lab evaluates the alerts)"
-            )
+            self._say("no prometheus-operator on this cluster: nothing scrapes the server")
             return
-        stack = obj.parse_labels(os.environ.get("MLLAB_MONITOR_LABELS", "release=kube-prom-stack"))
+        stack = self._stack_labels()
         create(obj.service_monitor(name, lbls, sel, stack))
         self._say(f"ServiceMonitor {self.cfg.serving_namespace}/{name}: Prometheus scrapes the server ({stack})")
+
+    def _stack_labels(self) -> dict[str, str]:
+        return obj.parse_labels(os.environ.get("MLLAB_MONITOR_LABELS", "release=kube-prom-stack"))
+
+    def prometheus_url(self) -> str:
+        """The cluster's Prometheus: MLLAB_PROMETHEUS_URL, else the observability addon's Service
+        (<release>-kube-prome-prometheus in MLLAB_MONITORING_NAMESPACE, default observability)."""
+        if os.environ.get("MLLAB_PROMETHEUS_URL"):
+            return os.environ["MLLAB_PROMETHEUS_URL"].rstrip("/")
+        ns = os.environ.get("MLLAB_MONITORING_NAMESPACE", MONITORING_NAMESPACE)
+        service = f"{self._stack_labels().get('release', 'kube-prom-stack')}-kube-prome-prometheus"
+        try:
+            return self._service_url(service, ns)
+        except self._client.ApiException as exc:
+            raise MllabError(
+                f"cannot find the cluster's Prometheus: Service {ns}/{service}: {exc.status} {exc.reason}",
+                "set MLLAB_PROMETHEUS_URL to its address (e.g. http://<its Service IP>:9090), or "
+                "MLLAB_MONITORING_NAMESPACE to the namespace of the monitoring stack",
+            ) from None
+
+    def _rules(
+        self, create: Callable[[dict[str, Any]], None], spec: ServeSpec, name: str, lbls: dict[str, str]
+    ) -> RuleSet:
+        """The server's rule file as a PrometheusRule the cluster's Prometheus selects."""
+        from mllab.prometheus import RuleSet, prometheus_rule
+
+        assert spec.rules is not None
+        if not self._serves(MONITORING, "prometheusrules"):
+            raise MllabError(
+                f"lab {self.lab} on the k8s backend has its alerts evaluated by the cluster's Prometheus, and this "
+                "cluster has no prometheus-operator (no monitoring.coreos.com PrometheusRule API)",
+                "apply the monitoring layer (monitoring_enabled; on MicroK8s the observability addon), "
+                "or run the lab with --backend local",
+            )
+        url = self.prometheus_url()
+        create(prometheus_rule(spec.rules, name, {**lbls, **self._stack_labels()}, name))
+        self._say(f"PrometheusRule {self.cfg.serving_namespace}/{name}: your {spec.rules.name}, for {url}")
+        return RuleSet(url=url, namespace=self.cfg.serving_namespace, name=name, server=name)
+
+    def _wait_rules_loaded(self, rules: RuleSet, rule_file: Path) -> None:
+        """Wait until Prometheus has loaded the server's rules (every alert of the file)."""
+        import yaml
+
+        from mllab.prometheus import Prometheus
+
+        doc = yaml.safe_load(rule_file.read_text())
+        alerts = {r["alert"] for g in doc["groups"] for r in g.get("rules") or [] if "alert" in r}
+        marker = rules.file_marker()
+        self._say(f"waiting for Prometheus to load {rule_file.name} (the operator, then the config reloader)")
+        with Prometheus(rules.url) as prom:
+            prom.wait(
+                f"the rules of PrometheusRule {rules.namespace}/{rules.name} ({', '.join(sorted(alerts))}) are "
+                "not loaded",
+                lambda: all(prom.rule(a, lambda f: marker in f) for a in alerts),
+                RULE_LOAD_TIMEOUT_S,
+                every=3,
+                fix="does the Prometheus select PrometheusRules labelled "
+                f"{os.environ.get('MLLAB_MONITOR_LABELS', 'release=kube-prom-stack')} in this namespace "
+                "(ruleSelector, ruleNamespaceSelector)? kubectl -n observability logs deploy/prometheus-operator",
+            )
 
     def _isvc_ready(self, name: str) -> bool:
         o = self.custom.get_namespaced_custom_object_status(

@@ -8,6 +8,12 @@ Labels arrive late (one batch later) and feed the `model_accuracy` gauge. After 
 /metrics, evaluate the role's accuracy and latency conditions and the learner's drift rule; we also
 compute PSI (the learner's) and KS per feature offline. The learner's drift alert triggers lab 2's
 training job on old + new data, and we compare accuracies.
+
+On the k8s backend the cluster's Prometheus does the evaluating: it scrapes the server (a
+ServiceMonitor) and evaluates the learner's drift_alert.yaml (a PrometheusRule) beside the
+monitoring role's rules; the lab waits for the drift alert to fire there (its `for:` included) and
+`check` reads the alerts' history back from Prometheus (the ALERTS series). The local backend has no
+Prometheus and evaluates the same rules in process (mllab.alerts).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +257,183 @@ MODERATE = [
 ]
 
 
+# --- on a cluster: the alerts as the cluster's Prometheus evaluates them -----------------------------
+
+ROLE_ALERTS = ("ModelAccuracyDegraded", "ModelLatencyHigh")  # the monitoring role's, read beside the learner's
+MODEL = "digits"
+
+
+def _state(alerts: list[dict[str, Any]]) -> str:
+    states = {a.get("state") for a in alerts}
+    return "firing" if "firing" in states else "pending" if "pending" in states else "inactive"
+
+
+def _role_alerts(rule: dict[str, Any] | None, namespace: str) -> list[dict[str, Any]]:
+    """The role rule's alerts for this lab's model in the serving namespace (its rules aggregate by
+    namespace and model_name)."""
+    return [
+        a
+        for a in (rule or {}).get("alerts", [])
+        if a.get("labels", {}).get("namespace") == namespace and a.get("labels", {}).get("model_name") == MODEL
+    ]
+
+
+def prometheus_phase(
+    ctx: LabContext, prom: Any, rules: Any, rule: Any, sent: int, role: list[Any], wait_firing: bool
+) -> tuple[list[Any], dict[str, Any]]:
+    """One phase's alerts as Prometheus has them: wait until it has scraped the server's `sent`
+    predictions and evaluated the rules after that; with `wait_firing`, until the learner's drift
+    alert and the role's accuracy alert are no longer pending (their `for:`). `role` are the
+    in-process Alerts of the role's conditions (their values); Prometheus says whether they fire."""
+    from mllab.alerts import DRIFT_PSI_MAX, Alert
+    from mllab.prometheus import evaluated_since, threshold
+
+    mine = lambda f: rules.file_marker() in f  # noqa: E731
+    theirs = lambda f: rules.file_marker() not in f  # noqa: E731
+    sel = f'model_predictions_total{{namespace="{rules.namespace}",pod=~"{rules.server}-.+"}}'
+
+    def scraped() -> float:
+        got = prom.query(f"max({sel})")
+        return time.time() if got and got[0][1] >= sent else 0.0
+
+    at = prom.wait(
+        f"{sent} predictions of the server are not scraped ({sel})",
+        scraped,
+        180,
+        fix="is the server's ServiceMonitor selected by the Prometheus (MLLAB_MONITOR_LABELS)?",
+    )
+
+    def read() -> dict[str, Any]:
+        return {
+            "learner": prom.rule(rule.alert, mine),
+            **{name: prom.rule(name, theirs) for name in ROLE_ALERTS},
+        }
+
+    now = prom.wait(
+        "the rules are not evaluated after the scrape",
+        lambda: (
+            (got := read())["learner"] is not None
+            and all(r is None or evaluated_since(r, at) for r in got.values())
+            and got
+        ),
+        180,
+    )
+    t0, deadline = time.monotonic(), time.monotonic() + rule.for_s + 120
+    with ctx.console.status("Prometheus: reading the alerts") as status:
+        while wait_firing:
+            learner, accuracy = (
+                _state(now["learner"]["alerts"]),
+                _state(_role_alerts(now[ROLE_ALERTS[0]], rules.namespace)),
+            )
+            if "pending" not in (learner, accuracy) or time.monotonic() > deadline:
+                break
+            status.update(
+                f"Prometheus: {rule.alert} {learner}, {ROLE_ALERTS[0]} {accuracy}, {time.monotonic() - t0:.0f} s "
+                f"(an alert fires after its condition held for `for: {rule.for_s:g}s`)"
+            )
+            time.sleep(5)
+            now = read()
+    if now["learner"].get("health") == "err":
+        from mllab.exercise import ExerciseError
+
+        raise ExerciseError(
+            f"{RULE_FILE}: Prometheus cannot evaluate {rule.alert}: {now['learner'].get('lastError')}",
+            f"fix the `expr:` of {RULE_FILE}",
+        )
+    alerts = []
+    for a in role:
+        r = now.get(a.name)
+        if r is None:
+            continue
+        mine_ = _role_alerts(r, rules.namespace)
+        state = _state(mine_)
+        alerts.append(
+            Alert(
+                a.name,
+                state == "firing",
+                a.value,
+                threshold(r.get("query", "")) or a.threshold,
+                {**a.labels, "source": "prometheus", "state": state},
+            )
+        )
+    learner = now["learner"]
+    state = _state(learner["alerts"])
+    firing = [x for x in learner["alerts"] if x.get("state") == "firing"]
+    features = sorted({x["labels"]["feature"] for x in firing if "feature" in x["labels"]}, key=lambda f: (len(f), f))
+    values = [float(x["value"]) for x in learner["alerts"]]
+    alerts.append(
+        Alert(
+            rule.alert,
+            state == "firing",
+            max(values, default=0.0),
+            DRIFT_PSI_MAX,
+            {
+                "rule": RULE_FILE,
+                "alerts": str(len(firing)),
+                "features": ",".join(features[:8]),
+                "source": "prometheus",
+                "state": state,
+            },
+        )
+    )
+    cluster = {name: threshold((now.get(name) or {}).get("query", "")) for name in ROLE_ALERTS}
+    return alerts, {"thresholds": cluster}
+
+
+def history_checks(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
+    """The alerts of the run as Prometheus recorded them (the ALERTS series, one sample per evaluation
+    while an alert is pending or firing), and the cluster's accuracy threshold against this host's."""
+    from mllab.alerts import accuracy_min
+    from mllab.prometheus import SERVER_LABEL, Prometheus, PrometheusError
+
+    p = result["prometheus"]
+    (a0, a1), (b0, b1) = p["phases"]["A"], p["phases"]["B"]
+    mine = f'ALERTS{{alertname="ModelFeatureDrift",{SERVER_LABEL}="{p["server"]}"'
+    accuracy = f'ALERTS{{alertname="ModelAccuracyDegraded",namespace="{p["namespace"]}",model_name="{MODEL}"'
+    try:
+        with Prometheus(p["url"]) as prom:
+            quiet_a = not prom.query(f"max_over_time({mine}}}[{a1 - a0 + 1:.0f}s])", at=a1)
+            window = f"[{b1 - b0 + 1:.0f}s]"
+            fired_b = bool(prom.query(f'max_over_time({mine},alertstate="firing"}}{window})', at=b1))
+            acc_b = bool(prom.query(f'max_over_time({accuracy},alertstate="firing"}}{window})', at=b1))
+            rule = prom.rule("ModelAccuracyDegraded", lambda f: f"/{p['namespace']}-{p['name']}-" not in f)
+    except PrometheusError as exc:
+        return [Check("the run's alerts, read from Prometheus", False, exc.message, exc.fix)]
+    checks = [
+        Check(
+            "no drift alert on training-like traffic (Prometheus)",
+            quiet_a and fired_b,
+            f"{RULE_FILE} in Prometheus during phase A: {'inactive' if quiet_a else 'pending or firing'}"
+            + ("" if fired_b or not quiet_a else " (cannot tell: your drift alert did not fire on phase B)"),
+            f"your {RULE_FILE} held on training-like data: is its comparison the right way round (> 0.2)? does "
+            "drift.py give ~0 on data like the training data?"
+            if not quiet_a
+            else "make your drift alert fire on the shifted stream first (drift.py and " + RULE_FILE + ")",
+        ),
+        Check(
+            "drift and accuracy alerts fire on the shifted stream (Prometheus)",
+            fired_b and acc_b,
+            f"ALERTS in Prometheus during phase B: your ModelFeatureDrift {'fired' if fired_b else 'did not fire'}, "
+            f"the role's ModelAccuracyDegraded {'fired' if acc_b else 'did not fire'}",
+            f"ModelFeatureDrift is your {RULE_FILE} on your psi() gauges: " + HINTS[4],
+        ),
+    ]
+    from mllab.prometheus import threshold
+
+    cluster, here = threshold((rule or {}).get("query", "")), accuracy_min()
+    checks.append(
+        Check(
+            "the cluster's accuracy alert uses this host's monitoring_accuracy_min",
+            cluster is not None and abs(cluster - here) < 1e-9,
+            f"ModelAccuracyDegraded in Prometheus: {(rule or {}).get('query', 'not loaded')}; MLLAB_ALERT_ACCURACY_MIN "
+            f"gives {here:g}",
+            "the monitoring and labs layers disagree: rerun the platform playbook (make site), which sets both "
+            "from monitoring_accuracy_min",
+        )
+    )
+    return checks
+
+
 def probe_rule(path: Path) -> list[Check]:
     """Grade the learner's drift rule: it loads, reads the PSI gauge, fires on a lasting drift, stays
     silent below the threshold and waits for its `for` (promtool test rules, where installed)."""
@@ -374,22 +558,38 @@ def run(ctx: LabContext) -> dict[str, Any]:
     drift_alert(rule_file, rule, Scrape())
     dirs = train_versions(ctx, {"v1": 6 if ctx.quick else 10})
     out: dict[str, Any] = {"stream": n, "rule": {"expr": rule.expr, "for_s": rule.for_s}}
-    with (
-        ctx.backend.serve(ServeSpec("monitored", {"digits": dirs["v1"]}, workdir=ctx.rundir, monitor=True)) as ep,
-        Client(ep.url) as c,
-    ):
+    spec = ServeSpec("monitored", {MODEL: dirs["v1"]}, workdir=ctx.rundir, monitor=True, rules=rule_file)
+    phases: dict[str, list[Any]] = {}
+    with ctx.backend.serve(spec) as ep, Client(ep.url) as c:
+        prom = None
+        if ep.rules is not None:  # the cluster's Prometheus evaluates the rules
+            from mllab.prometheus import Prometheus
+
+            prom = Prometheus(ep.rules.url)
+            out["prometheus"] = {**ep.rules.to_dict(), "phases": {}}
         s0 = Scrape.parse(c.metrics_text())
-        with ctx.console.status(f"phase A: {n} requests like the training data"):
-            stream(c, X_a, y_a, "a")
-        s1 = Scrape.parse(c.metrics_text())
-        with ctx.console.status(f"phase B: {n} requests from the new scanner"):
-            stream(c, X_b, y_b, "b")
-        s2 = Scrape.parse(c.metrics_text())
-    phases = {}
-    for phase, (before, after) in {"A (training-like)": (s0, s1), "B (shifted)": (s1, s2)}.items():
-        # The role's accuracy and latency conditions; the drift alert is the learner's rule.
-        role = [a for a in evaluate(before, after, "digits") if a.name != rule.alert]
-        phases[phase] = [*role, drift_alert(rule_file, rule, after)]
+        before, sent = s0, 0
+        for phase, key, (X_p, y_p), text in (
+            ("A (training-like)", "A", (X_a, y_a), "requests like the training data"),
+            ("B (shifted)", "B", (X_b, y_b), "requests from the new scanner"),
+        ):
+            t0 = time.time()
+            with ctx.console.status(f"phase {key}: {n} {text}"):
+                stream(c, X_p, y_p, key.lower())
+            sent += len(X_p)
+            after = Scrape.parse(c.metrics_text())
+            # The role's accuracy and latency conditions; the drift alert is the learner's rule.
+            role = [a for a in evaluate(before, after, MODEL) if a.name != rule.alert]
+            if prom is None:
+                phases[phase] = [*role, drift_alert(rule_file, rule, after)]
+            else:
+                phases[phase], seen = prometheus_phase(ctx, prom, ep.rules, rule, sent, role, key == "B")
+                out["prometheus"]["phases"][key] = [t0, time.time()]
+                out["prometheus"].update(seen)
+            before = after
+        s2 = after
+        if prom is not None:
+            prom.close()
     out["alerts"] = {k: [a.to_dict() for a in v] for k, v in phases.items()}
     for phase, alerts in phases.items():
         text = ", ".join(f"{a.name}={'FIRING' if a.firing else 'ok'} ({a.value:.3g} vs {a.threshold})" for a in alerts)
@@ -397,10 +597,16 @@ def run(ctx: LabContext) -> dict[str, Any]:
         if drift.firing and drift.labels.get("features"):
             text += f"; your rule raised {drift.labels['alerts']} alert(s): {drift.labels['features']}..."
         ctx.console.print(f"phase {phase}: {text}")
-    ctx.console.print(
-        f"  (ModelFeatureDrift is your {RULE_FILE}, evaluated on each scrape as if it had held for its "
-        f"`for: {rule.for_s:g}s`; the others are the monitoring role's conditions)"
-    )
+    if "prometheus" in out:
+        ctx.console.print(
+            f"  (as the cluster's Prometheus at {out['prometheus']['url']} evaluated them: ModelFeatureDrift is your "
+            f"{RULE_FILE}, with its `for: {rule.for_s:g}s`; the others are the monitoring role's rules)"
+        )
+    else:
+        ctx.console.print(
+            f"  (ModelFeatureDrift is your {RULE_FILE}, evaluated on each scrape as if it had held for its "
+            f"`for: {rule.for_s:g}s`; the others are the monitoring role's conditions)"
+        )
     gauge = {lab["feature"]: v for lab, v in s2.get("model_feature_psi")}
     from mllab.serving.server import WINDOW
 
@@ -551,6 +757,16 @@ def check(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
     a, b = result["alerts"]["A (training-like)"], result["alerts"]["B (shifted)"]
     firing = lambda alerts, name: any(x["name"] == name and x["firing"] for x in alerts)  # noqa: E731
     quiet_a, fired_b = not firing(a, "ModelFeatureDrift"), firing(b, "ModelFeatureDrift")
+    if "prometheus" in result:  # the cluster's Prometheus evaluated them: read what it recorded
+        checks += history_checks(ctx, result)
+    else:
+        checks += local_alert_checks(a, b, quiet_a, fired_b, firing)
+    return checks + offline_checks(ctx, result)
+
+
+def local_alert_checks(a: list[Any], b: list[Any], quiet_a: bool, fired_b: bool, firing: Any) -> list[Check]:
+    """The alerts the lab evaluated in process (local backend), from the run's result."""
+    checks: list[Check] = []
     checks.append(
         Check(
             "no drift alert on training-like traffic",
@@ -571,6 +787,12 @@ def check(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
             f"ModelFeatureDrift is your {RULE_FILE} on your psi() gauges: " + HINTS[4],
         )
     )
+    return checks
+
+
+def offline_checks(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
+    """The offline statistics and the retraining the drift alert triggered."""
+    checks: list[Check] = []
     off = result["offline"]
     checks.append(
         Check(
