@@ -362,3 +362,131 @@ def test_prometheus_evaluates_every_dashboard_and_rule_expression(api, core, pro
         if status != 200 or body.get("status") != "success":
             errors[where] = f"{expr!r}: HTTP {status} {body.get('errorType')}: {body.get('error')}"
     assert not errors, "Prometheus refused:\n" + "\n".join(f"{k}: {v}" for k, v in errors.items())
+
+
+# Who exports each metric the dashboards and rules read. A name missing here is a query that can
+# never return data (a typo, a renamed metric): the test below fails on it. Those marked "real
+# hosts" have no exporter in the e2e tier, which runs the operator and Prometheus only.
+EXPORTERS = {
+    # the smoke InferenceService (mllab-fastserve) and every KServe predictor (the stock server's names)
+    "request_predict_seconds_bucket": "smoke",
+    "request_predict_seconds_count": "smoke",
+    "model_predictions_total": "smoke",
+    "model_prediction_errors_total": "smoke",
+    # the labs' model server (mllab.serving: labs 6 and 7); seen after lab 7 (test_after_lab_7_...)
+    "model_prediction_latency_seconds_bucket": "lab server",
+    "model_accuracy": "lab server",
+    "model_feature_psi": "lab server",
+    # Prometheus itself: the series of every pending or firing alert
+    "ALERTS": "prometheus",
+    # kube-state-metrics, part of kube-prometheus-stack (the MicroK8s observability addon): real hosts
+    "kube_pod_container_status_restarts_total": "real hosts (kube-state-metrics)",
+    "kube_job_failed": "real hosts (kube-state-metrics)",
+    # the GPU operator's dcgm-exporter: real GPU hosts
+    "DCGM_FI_DEV_GPU_UTIL": "real hosts (dcgm-exporter)",
+    "DCGM_FI_DEV_FB_USED": "real hosts (dcgm-exporter)",
+    "DCGM_FI_DEV_FB_FREE": "real hosts (dcgm-exporter)",
+    "DCGM_FI_DEV_GPU_TEMP": "real hosts (dcgm-exporter)",
+    "DCGM_FI_DEV_POWER_USAGE": "real hosts (dcgm-exporter)",
+}
+
+
+def _promql():
+    sys.path.insert(0, str(Path(__file__).parent))
+    import promql
+
+    return promql
+
+
+def test_every_metric_the_dashboards_and_rules_read_has_an_exporter(api, core):
+    promql = _promql()
+    unknown = {
+        where: sorted(promql.metric_names(expr) - EXPORTERS.keys())
+        for where, expr in _kit_expressions(api, core)
+        if promql.metric_names(expr) - EXPORTERS.keys()
+    }
+    assert not unknown, f"queries naming a metric no exporter of the kit's stack exports: {unknown}"
+
+
+def _smoke_traffic(core, n: int = 20) -> None:
+    pod = _running_pod(core, NS["serving"], f"serving.kserve.io/inferenceservice={SMOKE}")
+    for _ in range(n):
+        status, text = http_via_port_forward(
+            core, NS["serving"], pod, 8080, "POST", f"/v1/models/{SMOKE}:predict", {"instances": IRIS}
+        )
+        assert status == 200, text
+
+
+def _answers(prometheus, expr: str, at: float | None = None) -> list[tuple[dict[str, str], float]]:
+    import math
+
+    path = "/api/v1/query?" + urllib.parse.urlencode({"query": expr, **({"time": f"{at:.3f}"} if at else {})})
+    result = prometheus(path)["result"]
+    return [(s["metric"], float(s["value"][1])) for s in result if math.isfinite(float(s["value"][1]))]
+
+
+def test_the_smoke_servers_metrics_carry_the_labels_the_rules_and_panels_use(api, core, prometheus):
+    """After traffic, the serving dashboard's panels on the smoke server's metrics return numbers, and
+    its series carry the labels the rules aggregate by (namespace, model_name, model_version)."""
+    _smoke_traffic(core)
+    board = [(w, e) for w, e in _kit_expressions(api, core) if "ML serving" in w]
+    smoke = [
+        (w, e)
+        for w, e in board
+        if _promql().metric_names(e) and all(EXPORTERS.get(m) == "smoke" for m in _promql().metric_names(e))
+    ]
+    assert len(smoke) >= 5, board
+
+    def check():
+        empty = [w for w, e in smoke if not _answers(prometheus, e)]
+        return not empty, empty
+
+    ok, empty = _wait_for(check, timeout=300)
+    assert ok, f"serving panels without data after traffic to {SMOKE}: {empty}"
+    for metric, labels in {
+        "request_predict_seconds_bucket": {"namespace", "model_name", "le"},
+        "model_predictions_total": {"namespace", "model_name", "model_version"},
+    }.items():
+        series = _answers(prometheus, f'{metric}{{namespace="{NS["serving"]}",inferenceservice="{SMOKE}"}}')
+        assert series, f"{metric} of {SMOKE} is not in Prometheus"
+        assert all(labels <= s.keys() for s, _ in series), (metric, series[0][0])
+    assert {s["model_name"] for s, _ in series} == {SMOKE}
+
+
+def test_prometheus_has_mlflows_metrics(prometheus):
+    series = _answers(
+        prometheus, f'count by (__name__) ({{namespace="{NS["mlflow"]}",__name__=~"flask_http_request_.+"}})'
+    )
+    assert {s["__name__"] for s, _ in series} >= {"flask_http_request_total"}, series
+
+
+def test_after_lab_7_the_lab_servers_metrics_answer_the_drift_and_serving_panels(api, core, prometheus):
+    """Run by tests/e2e/labs.sh after lab 7 (platform.sh deselects it): the lab's model server is gone,
+    but Prometheus kept its series. At the last moment it was scraped, every dashboard query on the lab
+    server's metrics (the drift dashboard's, the serving dashboard's accuracy and latency panels) returns
+    numbers, and the series carry the labels the rules aggregate by."""
+    # the last moment the lab server's latency count had grown in the minute before: its panels' [5m]
+    # rates have requests in them then
+    count = f'model_prediction_latency_seconds_count{{namespace="{NS["serving"]}"}}'
+    last = _answers(prometheus, f"max(max_over_time(timestamp(changes({count}[1m]) > 0)[3h:15s]))")
+    if not last:
+        _absent("no lab model server was scraped in the last 3 h (lab 7 on the k8s backend runs one)")
+    at = last[0][1]
+    lab = [
+        (w, e)
+        for w, e in _kit_expressions(api, core)
+        if w.startswith("dashboard")
+        and (names := _promql().metric_names(e))
+        and any(EXPORTERS.get(m) == "lab server" for m in names)
+        and all(EXPORTERS.get(m) in ("lab server", "smoke") for m in names)
+    ]
+    assert len(lab) >= 6, lab
+    empty = [f"{w}: {e}" for w, e in lab if not _answers(prometheus, e, at=at)]
+    assert not empty, "panels without data while the lab 7 server ran:\n" + "\n".join(empty)
+    for metric, labels in {
+        "model_feature_psi": {"namespace", "model_name", "feature"},
+        "model_accuracy": {"namespace", "model_name", "model_version"},
+        "model_prediction_latency_seconds_bucket": {"namespace", "model_name", "le"},
+    }.items():
+        series = _answers(prometheus, f'{metric}{{namespace="{NS["serving"]}"}}', at=at)
+        assert series and all(labels <= s.keys() for s, _ in series), (metric, series[:1])
