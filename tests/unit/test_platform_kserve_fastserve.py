@@ -87,13 +87,18 @@ def _kserve(run: harness.Run) -> list[dict[str, Any]]:
     return [o for o in run.objects if o["_bundle"] == "kserve"]
 
 
+def _model_job(run: harness.Run) -> str:
+    (job,) = run.of_kind("Job")
+    return job["metadata"]["name"]
+
+
 def test_the_objects_and_their_order(run):
     kinds = [(o["kind"], o["metadata"]["name"]) for o in _kserve(run)]
     assert kinds == [
         ("Namespace", "kserve"),
         ("Secret", "kserve-webhook-server-cert"),
         ("ClusterServingRuntime", "mllab-fastserve"),
-        ("Job", "sklearn-iris-model"),
+        ("Job", _model_job(run)),
         ("InferenceService", "sklearn-iris"),
     ]
 
@@ -144,12 +149,31 @@ def test_the_runtime_is_the_issues_contract(run):
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
 
 
+def test_the_model_job_is_named_after_what_it_runs(run):
+    """A Job's template is immutable: a new lab image must make a new Job, not a refused update (seen
+    on the e2e cluster when the platform was applied again with a rebuilt lab image)."""
+    import hashlib
+
+    name = _model_job(run)
+    job = run.get("Job", name)["spec"]
+    pod = job["template"]["spec"]
+    (container,) = pod["containers"]
+    ran = [
+        container["image"],
+        "smoke/iris",
+        pod["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        str(pod["securityContext"]["runAsUser"]),
+    ]
+    assert name == "sklearn-iris-model-" + hashlib.sha1("|".join(ran).encode()).hexdigest()[:8]
+    assert job["ttlSecondsAfterFinished"] == 3600
+
+
 def test_the_model_job_writes_where_the_inference_service_reads(run):
     isvc = run.get("InferenceService", "sklearn-iris")["spec"]["predictor"]["model"]
     assert isvc["runtime"] == "mllab-fastserve"
     assert isvc["modelFormat"] == {"name": "mllab-onnx", "version": "1"}
     assert isvc["storageUri"] == "pvc://models/smoke/iris"
-    job = run.get("Job", "sklearn-iris-model")["spec"]["template"]["spec"]
+    job = run.get("Job", _model_job(run))["spec"]["template"]["spec"]
     (container,) = job["containers"]
     (mount,) = container["volumeMounts"]
     (volume,) = job["volumes"]
@@ -239,7 +263,7 @@ def fastserve(run, tmp_path_factory):
     if importlib.util.find_spec("mllab") is None or importlib.util.find_spec("onnxruntime") is None:
         missing("the mllab package with its labs extra is not installed here (pip install -e 'python[labs]')")
     work = tmp_path_factory.mktemp("fastserve")
-    job = run.get("Job", "sklearn-iris-model")["spec"]["template"]["spec"]["containers"][0]
+    job = run.get("Job", _model_job(run))["spec"]["template"]["spec"]["containers"][0]
     mount = job["volumeMounts"][0]["mountPath"]
     args = [a.replace(mount, str(work / "pvc")) for a in job["args"]]
     assert args[0] == "python"
