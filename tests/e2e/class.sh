@@ -71,6 +71,9 @@ for who in "${three[@]}"; do
   (
     # shellcheck source=/dev/null
     source "$ARTIFACTS/class/$who/mllab.env"
+    # the instructor's alert threshold reaches the learner (the e2e platform's monitoring_accuracy_min)
+    [[ $MLLAB_ALERT_ACCURACY_MIN == "$(sed -n 's/^monitoring_accuracy_min: *//p' "$VARS")" ]] ||
+      { echo "class.sh: $who's mllab.env has MLLAB_ALERT_ACCURACY_MIN=${MLLAB_ALERT_ACCURACY_MIN:-unset}" >&2; exit 1; }
     export MLLAB_HOME=$CACHE/class/$who/home MLLAB_WORKSPACE=$CACHE/class/$who/work
     rm -rf "$CACHE/class/$who"
     # the learner's own files: the starter, completed (here with the reference solution)

@@ -31,7 +31,10 @@ MLLAB_IMAGE=$(cat "$CACHE/artifacts/lab-image") ||
 # shellcheck source=tests/e2e/lib/playbook.sh
 source "$E2E/lib/playbook.sh"
 mlflow_env
-export MLLAB_IMAGE MLLAB_HOME=$CACHE/mllab-home
+# The monitoring layer's accuracy threshold, as the labs layer's profile.sh hands it to a learner
+# (from the same setting the monitoring role's rule reads; lab 7's check compares the two).
+MLLAB_ALERT_ACCURACY_MIN=$(sed -n 's/^monitoring_accuracy_min: *//p' "$VARS")
+export MLLAB_ALERT_ACCURACY_MIN MLLAB_IMAGE MLLAB_HOME=$CACHE/mllab-home
 rm -rf "$MLLAB_HOME"
 mkdir -p "$CACHE/logs"
 

@@ -454,10 +454,13 @@ def test_the_smoke_servers_metrics_carry_the_labels_the_rules_and_panels_use(api
 
 
 def test_prometheus_has_mlflows_metrics(prometheus):
-    series = _answers(
-        prometheus, f'count by (__name__) ({{namespace="{NS["mlflow"]}",__name__=~"flask_http_request_.+"}})'
-    )
-    assert {s["__name__"] for s, _ in series} >= {"flask_http_request_total"}, series
+    """MLflow 3's server exports its request metrics as mlflow_http_request_* (prometheus_flask_exporter
+    with the mlflow_ prefix), scraped through the ServiceMonitor."""
+    names = f'{{namespace="{NS["mlflow"]}",__name__=~"mlflow_http_request_.+"}}'
+    series = _answers(prometheus, f"count by (__name__, job) ({names})")
+    found = {s["__name__"] for s, _ in series}
+    assert found >= {"mlflow_http_request_total", "mlflow_http_request_duration_seconds_bucket"}, series
+    assert {s["job"] for s, _ in series} == {"mlflow"}, series
 
 
 def test_after_lab_7_the_lab_servers_metrics_answer_the_drift_and_serving_panels(api, core, prometheus):

@@ -278,6 +278,10 @@ def test_the_lab_runner_role_grants_what_the_k8s_backend_needs_and_no_secrets():
             ("apps", "deployments/status", "get"),
         } <= grants
         assert ("serving.kserve.io", "inferenceservices", "create") in grants
+        # lab 7: its server's ServiceMonitor and the learner's drift rule, for the cluster's Prometheus
+        for kind in ("servicemonitors", "prometheusrules"):
+            assert {("monitoring.coreos.com", kind, v) for v in ("create", "delete", "get", "list")} <= grants
+            assert ("monitoring.coreos.com", kind, "update") not in grants
         resources = {r for _, r, _ in grants}
         verbs = {v for _, _, v in grants}
         assert not resources & {
