@@ -110,9 +110,6 @@ def test_every_learner_namespace_is_complete_and_closed(klass, entry):
     password = klass.artifacts_dir / "class" / name / "mlflow-password"
     assert stat.S_IMODE(password.stat().st_mode) == 0o600
     assert login["MLFLOW_TRACKING_PASSWORD"] == password.read_text().strip()
-    # lab 7's check judges by the instructor's thresholds (monitoring_accuracy_min, its default here)
-    settings = (klass.artifacts_dir / "class" / name / "mllab.env").read_text()
-    assert "export MLLAB_ALERT_ACCURACY_MIN=0.85\n" in settings, settings
 
     # Bound only here, only to this namespace's Role, only this namespace's account.
     (binding,) = [o for o in objects if o["kind"] == "RoleBinding"]

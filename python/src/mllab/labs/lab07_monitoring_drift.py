@@ -592,7 +592,11 @@ def run(ctx: LabContext) -> dict[str, Any]:
             prom.close()
     out["alerts"] = {k: [a.to_dict() for a in v] for k, v in phases.items()}
     for phase, alerts in phases.items():
-        text = ", ".join(f"{a.name}={'FIRING' if a.firing else 'ok'} ({a.value:.3g} vs {a.threshold})" for a in alerts)
+        text = ", ".join(
+            f"{a.name}={'FIRING' if a.firing else a.labels.get('state', 'ok').replace('inactive', 'ok')} "
+            f"({a.value:.3g} vs {a.threshold})"
+            for a in alerts
+        )
         drift = alerts[-1]
         if drift.firing and drift.labels.get("features"):
             text += f"; your rule raised {drift.labels['alerts']} alert(s): {drift.labels['features']}..."
