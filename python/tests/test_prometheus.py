@@ -134,29 +134,27 @@ def cluster_like(tmp_path: Path) -> Iterator[tuple[Prometheus, RuleSet, object]]
 
 def test_the_rule_state_and_the_alerts_history_as_lab_7_reads_them(cluster_like) -> None:
     prom, rules, psi = cluster_like
-    mine = lambda f: rules.file_marker() in f  # noqa: E731
-    loaded = prom.wait("rule not loaded", lambda: prom.rule("ModelFeatureDrift", mine), 30, every=0.5)
+    mine = rules.in_file
+
+    def drift() -> dict | None:
+        return prom.rules().get("ModelFeatureDrift", mine)
+
+    loaded = prom.wait("rule not loaded", drift, 30, every=0.5)
     assert loaded["labels"][SERVER_LABEL] == rules.server and loaded["health"] in ("ok", "unknown")
-    assert prom.rule("ModelFeatureDrift", lambda f: "/another-ns-" in f) is None
+    assert prom.rules().get("ModelFeatureDrift", lambda f: "/another-ns-" in f) is None
 
     # calm: scraped, evaluated after the scrape, inactive
     t_calm = prom.wait("gauge not scraped", lambda: prom.query("model_feature_psi") and time.time(), 30, every=0.5)
-    calm = prom.wait(
-        "not evaluated", lambda: (r := prom.rule("ModelFeatureDrift", mine)) and evaluated_since(r, t_calm) and r, 30
-    )
+    calm = prom.wait("not evaluated", lambda: (r := drift()) and evaluated_since(r, t_calm) and r, 30)
     assert calm["state"] == "inactive" and calm["alerts"] == []
     a1 = time.time()
 
     # drift: pending first (its `for: 3s`), then firing, with the server label and the feature
     b0 = time.time()
     psi.labels("digits", "pixel_3").set(0.4)
-    pending = prom.wait(
-        "never pending", lambda: (r := prom.rule("ModelFeatureDrift", mine))["state"] != "inactive" and r, 30, 0.2
-    )
+    pending = prom.wait("never pending", lambda: (r := drift())["state"] != "inactive" and r, 30, 0.2)
     assert pending["state"] == "pending", pending
-    firing = prom.wait(
-        "never firing", lambda: (r := prom.rule("ModelFeatureDrift", mine))["state"] == "firing" and r, 30
-    )
+    firing = prom.wait("never firing", lambda: (r := drift())["state"] == "firing" and r, 30)
     (alert,) = firing["alerts"]
     assert alert["labels"] == {
         "alertname": "ModelFeatureDrift",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import math
 import os
 import sys
 import time
@@ -276,8 +277,9 @@ class Prometheus:
         assert status == 200, body
         return body["data"]
 
-    def query(self, expr: str) -> tuple[int, dict[str, Any]]:
-        return self.raw("/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+    def query(self, expr: str, at: float | None = None) -> tuple[int, dict[str, Any]]:
+        params = {"query": expr, **({"time": f"{at:.3f}"} if at is not None else {})}
+        return self.raw("/api/v1/query?" + urllib.parse.urlencode(params))
 
 
 @pytest.fixture(scope="module")
@@ -328,14 +330,19 @@ def test_prometheus_loaded_the_ml_alert_rules(prometheus):
     assert ok, f"ML alert rules not loaded; Prometheus has {sorted(names)[:20]}"
 
 
+def _promql():
+    sys.path.insert(0, str(Path(__file__).parent))
+    import promql
+
+    return promql
+
+
 def _kit_expressions(api, core) -> list[tuple[str, str]]:
     """Every PromQL expression the monitoring role applied: its dashboards' queries (ConfigMaps,
     Grafana variables filled in) and its alert rules (PrometheusRule objects)."""
     from kubernetes import client
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    import promql
-
+    promql = _promql()
     selector = "app.kubernetes.io/part-of=mllab"
     exprs = []
     for cm in core.list_namespaced_config_map(NS["monitoring"], label_selector=selector).items:
@@ -391,13 +398,6 @@ EXPORTERS = {
 }
 
 
-def _promql():
-    sys.path.insert(0, str(Path(__file__).parent))
-    import promql
-
-    return promql
-
-
 def test_every_metric_the_dashboards_and_rules_read_has_an_exporter(api, core):
     promql = _promql()
     unknown = {
@@ -406,6 +406,18 @@ def test_every_metric_the_dashboards_and_rules_read_has_an_exporter(api, core):
         if promql.metric_names(expr) - EXPORTERS.keys()
     }
     assert not unknown, f"queries naming a metric no exporter of the kit's stack exports: {unknown}"
+
+
+def _panels(api, core, exporters: set[str]) -> list[tuple[str, str]]:
+    """The dashboards' queries whose every metric comes from one of `exporters` (EXPORTERS' values)."""
+    promql = _promql()
+    return [
+        (where, expr)
+        for where, expr in _kit_expressions(api, core)
+        if where.startswith("dashboard")
+        and (names := promql.metric_names(expr))
+        and all(EXPORTERS.get(m) in exporters for m in names)
+    ]
 
 
 def _smoke_traffic(core, n: int = 20) -> None:
@@ -418,24 +430,19 @@ def _smoke_traffic(core, n: int = 20) -> None:
 
 
 def _answers(prometheus, expr: str, at: float | None = None) -> list[tuple[dict[str, str], float]]:
-    import math
-
-    path = "/api/v1/query?" + urllib.parse.urlencode({"query": expr, **({"time": f"{at:.3f}"} if at else {})})
-    result = prometheus(path)["result"]
-    return [(s["metric"], float(s["value"][1])) for s in result if math.isfinite(float(s["value"][1]))]
+    """The series of an instant query that have a number (NaN: a rate over no requests)."""
+    status, body = prometheus.query(expr, at)
+    assert status == 200 and body.get("status") == "success", (expr, body)
+    values = [(s["metric"], float(s["value"][1])) for s in body["data"]["result"]]
+    return [(m, v) for m, v in values if math.isfinite(v)]
 
 
 def test_the_smoke_servers_metrics_carry_the_labels_the_rules_and_panels_use(api, core, prometheus):
     """After traffic, the serving dashboard's panels on the smoke server's metrics return numbers, and
     its series carry the labels the rules aggregate by (namespace, model_name, model_version)."""
     _smoke_traffic(core)
-    board = [(w, e) for w, e in _kit_expressions(api, core) if "ML serving" in w]
-    smoke = [
-        (w, e)
-        for w, e in board
-        if _promql().metric_names(e) and all(EXPORTERS.get(m) == "smoke" for m in _promql().metric_names(e))
-    ]
-    assert len(smoke) >= 5, board
+    smoke = _panels(api, core, {"smoke"})
+    assert len(smoke) >= 5, smoke
 
     def check():
         empty = [w for w, e in smoke if not _answers(prometheus, e)]
@@ -475,14 +482,8 @@ def test_after_lab_7_the_lab_servers_metrics_answer_the_drift_and_serving_panels
     if not last:
         _absent("no lab model server was scraped in the last 3 h (lab 7 on the k8s backend runs one)")
     at = last[0][1]
-    lab = [
-        (w, e)
-        for w, e in _kit_expressions(api, core)
-        if w.startswith("dashboard")
-        and (names := _promql().metric_names(e))
-        and any(EXPORTERS.get(m) == "lab server" for m in names)
-        and all(EXPORTERS.get(m) in ("lab server", "smoke") for m in names)
-    ]
+    smoke = _panels(api, core, {"smoke"})
+    lab = [p for p in _panels(api, core, {"lab server", "smoke"}) if p not in smoke]
     assert len(lab) >= 6, lab
     empty = [f"{w}: {e}" for w, e in lab if not _answers(prometheus, e, at=at)]
     assert not empty, "panels without data while the lab 7 server ran:\n" + "\n".join(empty)

@@ -14,9 +14,8 @@ active alerts; ``ALERTS{alertname, alertstate}`` the series of every pending or 
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +34,20 @@ class PrometheusError(MllabError):
 @dataclass
 class RuleSet:
     """Where a server's rules are evaluated: the Prometheus URL, the PrometheusRule that holds them
-    (namespace/name), and the value of SERVER_LABEL on their alerts."""
+    (namespace/name), the value of SERVER_LABEL on their alerts, and the alerts it defines."""
 
     url: str
     namespace: str
     name: str
     server: str
+    alerts: list[str] = field(default_factory=list)
 
-    def file_marker(self) -> str:
-        # prometheus-operator writes each PrometheusRule to a rule file <namespace>-<name>-<uid>.yaml
-        return f"/{self.namespace}-{self.name}-"
+    def in_file(self, path: str) -> bool:
+        """Whether a rule file Prometheus loaded is this PrometheusRule's: prometheus-operator writes
+        each one to <namespace>-<name>-<uid>.yaml (pkg/operator/rules.go)."""
+        return f"/{self.namespace}-{self.name}-" in path
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
@@ -57,7 +58,7 @@ def prometheus_rule(rule_file: Path, name: str, labels: dict[str, str], server: 
 
     doc = yaml.safe_load(Path(rule_file).read_text())
     groups = []
-    for group in doc["groups"]:
+    for group in doc["groups"]:  # already checked by mllab.alerts.load_rule
         rules = [{**r, "labels": {**(r.get("labels") or {}), SERVER_LABEL: server}} for r in group.get("rules") or []]
         groups.append({**group, "rules": rules})
     return {
@@ -128,30 +129,42 @@ class Prometheus:
             return [({}, float(data["result"][1]))]
         return [(s["metric"], float(s["value"][1])) for s in data["result"]]
 
-    def alerting_rules(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-        """(group, rule) for every alerting rule Prometheus has loaded."""
-        for group in self._get("/api/v1/rules", {"type": "alert"})["groups"]:
-            for rule in group.get("rules", []):
-                yield group, rule
-
-    def rule(self, alert: str, in_file: Callable[[str], bool]) -> dict[str, Any] | None:
-        """The alerting rule `alert` of a rule file `in_file` accepts (its group's `lastEvaluation`
-        copied in), or None when Prometheus has not loaded it."""
-        for group, rule in self.alerting_rules():
-            if rule.get("name") == alert and in_file(group.get("file", "")):
-                return {**rule, "groupLastEvaluation": group.get("lastEvaluation", "")}
-        return None
+    def rules(self) -> Rules:
+        """Every alerting rule Prometheus has loaded (one request)."""
+        return Rules(self._get("/api/v1/rules", {"type": "alert"})["groups"])
 
     def wait(self, what: str, ready: Callable[[], Any], timeout: float, every: float = 2.0, fix: str = "") -> Any:
-        """Poll `ready()` until it returns something truthy; PrometheusError after `timeout` s."""
-        deadline = time.monotonic() + timeout
-        while True:
+        """Poll `ready()` (procs.wait_for) until it returns something truthy, and return that;
+        PrometheusError after `timeout` s."""
+        from mllab.procs import wait_for
+
+        got = None
+
+        def check() -> bool:
+            nonlocal got
             got = ready()
-            if got:
-                return got
-            if time.monotonic() > deadline:
-                raise PrometheusError(f"Prometheus at {self.url}: {what} after {timeout:.0f} s", fix)
-            time.sleep(every)
+            return bool(got)
+
+        if not wait_for(check, timeout, interval=every):
+            raise PrometheusError(f"Prometheus at {self.url}: {what} after {timeout:.0f} s", fix)
+        return got
+
+
+@dataclass
+class Rules:
+    """The groups of ``/api/v1/rules``, read once."""
+
+    groups: list[dict[str, Any]]
+
+    def get(self, alert: str, in_file: Callable[[str], bool]) -> dict[str, Any] | None:
+        """The alerting rule `alert` of a rule file `in_file` accepts (its group's `lastEvaluation`
+        copied in), or None when Prometheus has not loaded it."""
+        for group in self.groups:
+            if in_file(group.get("file", "")):
+                for rule in group.get("rules", []):
+                    if rule.get("name") == alert:
+                        return {**rule, "groupLastEvaluation": group.get("lastEvaluation", "")}
+        return None
 
 
 def evaluated_since(rule: dict[str, Any], t: float) -> bool:

@@ -604,7 +604,7 @@ class K8sBackend(Backend):
                     f"{url}/v2/health/ready does not answer from here", "check the Service and network policies"
                 )
             if rules:
-                self._wait_rules_loaded(rules, spec.rules)
+                self._wait_rules_loaded(rules)
             yield Endpoint(url=url, metrics_url=url + "/metrics", rules=rules)
         finally:
             for kind, n_s, n in reversed(mine):
@@ -657,29 +657,31 @@ class K8sBackend(Backend):
                 "or run the lab with --backend local",
             )
         url = self.prometheus_url()
-        create(prometheus_rule(spec.rules, name, {**lbls, **self._stack_labels()}, name))
+        body = prometheus_rule(spec.rules, name, {**lbls, **self._stack_labels()}, name)
+        create(body)
         self._say(f"PrometheusRule {self.cfg.serving_namespace}/{name}: your {spec.rules.name}, for {url}")
-        return RuleSet(url=url, namespace=self.cfg.serving_namespace, name=name, server=name)
+        alerts = [r["alert"] for g in body["spec"]["groups"] for r in g["rules"] if "alert" in r]
+        return RuleSet(url=url, namespace=self.cfg.serving_namespace, name=name, server=name, alerts=alerts)
 
-    def _wait_rules_loaded(self, rules: RuleSet, rule_file: Path) -> None:
-        """Wait until Prometheus has loaded the server's rules (every alert of the file)."""
-        import yaml
-
+    def _wait_rules_loaded(self, rules: RuleSet) -> None:
+        """Wait until Prometheus has loaded every alert of the server's PrometheusRule."""
         from mllab.prometheus import Prometheus
 
-        doc = yaml.safe_load(rule_file.read_text())
-        alerts = {r["alert"] for g in doc["groups"] for r in g.get("rules") or [] if "alert" in r}
-        marker = rules.file_marker()
-        self._say(f"waiting for Prometheus to load {rule_file.name} (the operator, then the config reloader)")
+        self._say(
+            f"waiting for Prometheus to load PrometheusRule {rules.name} (the operator, then the config reloader)"
+        )
         with Prometheus(rules.url) as prom:
+
+            def loaded() -> bool:
+                now = prom.rules()
+                return all(now.get(a, rules.in_file) for a in rules.alerts)
+
             prom.wait(
-                f"the rules of PrometheusRule {rules.namespace}/{rules.name} ({', '.join(sorted(alerts))}) are "
-                "not loaded",
-                lambda: all(prom.rule(a, lambda f: marker in f) for a in alerts),
+                f"PrometheusRule {rules.namespace}/{rules.name} ({', '.join(rules.alerts)}) is not loaded",
+                loaded,
                 RULE_LOAD_TIMEOUT_S,
                 every=3,
-                fix="does the Prometheus select PrometheusRules labelled "
-                f"{os.environ.get('MLLAB_MONITOR_LABELS', 'release=kube-prom-stack')} in this namespace "
+                fix=f"does the Prometheus select PrometheusRules labelled {self._stack_labels()} in this namespace "
                 "(ruleSelector, ruleNamespaceSelector)? kubectl -n observability logs deploy/prometheus-operator",
             )
 

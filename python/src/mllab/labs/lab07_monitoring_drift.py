@@ -22,6 +22,7 @@ import json
 import math
 import re
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -280,7 +281,7 @@ def _role_alerts(rule: dict[str, Any] | None, namespace: str) -> list[dict[str, 
 
 def prometheus_phase(
     ctx: LabContext, prom: Any, rules: Any, rule: Any, sent: int, role: list[Any], wait_firing: bool
-) -> tuple[list[Any], dict[str, Any]]:
+) -> list[Any]:
     """One phase's alerts as Prometheus has them: wait until it has scraped the server's `sent`
     predictions and evaluated the rules after that; with `wait_firing`, until the learner's drift
     alert and the role's accuracy alert are no longer pending (their `for:`). `role` are the
@@ -288,8 +289,7 @@ def prometheus_phase(
     from mllab.alerts import DRIFT_PSI_MAX, Alert
     from mllab.prometheus import evaluated_since, threshold
 
-    mine = lambda f: rules.file_marker() in f  # noqa: E731
-    theirs = lambda f: rules.file_marker() not in f  # noqa: E731
+    theirs = lambda f: not rules.in_file(f)  # noqa: E731  (the role's rules)
     sel = f'model_predictions_total{{namespace="{rules.namespace}",pod=~"{rules.server}-.+"}}'
 
     def scraped() -> float:
@@ -304,10 +304,8 @@ def prometheus_phase(
     )
 
     def read() -> dict[str, Any]:
-        return {
-            "learner": prom.rule(rule.alert, mine),
-            **{name: prom.rule(name, theirs) for name in ROLE_ALERTS},
-        }
+        loaded = prom.rules()
+        return {"learner": loaded.get(rule.alert, rules.in_file), **{n: loaded.get(n, theirs) for n in ROLE_ALERTS}}
 
     now = prom.wait(
         "the rules are not evaluated after the scrape",
@@ -345,8 +343,7 @@ def prometheus_phase(
         r = now.get(a.name)
         if r is None:
             continue
-        mine_ = _role_alerts(r, rules.namespace)
-        state = _state(mine_)
+        state = _state(_role_alerts(r, rules.namespace))
         alerts.append(
             Alert(
                 a.name,
@@ -376,17 +373,17 @@ def prometheus_phase(
             },
         )
     )
-    cluster = {name: threshold((now.get(name) or {}).get("query", "")) for name in ROLE_ALERTS}
-    return alerts, {"thresholds": cluster}
+    return alerts
 
 
 def history_checks(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
     """The alerts of the run as Prometheus recorded them (the ALERTS series, one sample per evaluation
     while an alert is pending or firing), and the cluster's accuracy threshold against this host's."""
     from mllab.alerts import accuracy_min
-    from mllab.prometheus import SERVER_LABEL, Prometheus, PrometheusError
+    from mllab.prometheus import SERVER_LABEL, Prometheus, PrometheusError, RuleSet, threshold
 
     p = result["prometheus"]
+    rules = RuleSet(**{k: p[k] for k in ("url", "namespace", "name", "server")})
     (a0, a1), (b0, b1) = p["phases"]["A"], p["phases"]["B"]
     mine = f'ALERTS{{alertname="ModelFeatureDrift",{SERVER_LABEL}="{p["server"]}"'
     accuracy = f'ALERTS{{alertname="ModelAccuracyDegraded",namespace="{p["namespace"]}",model_name="{MODEL}"'
@@ -396,7 +393,7 @@ def history_checks(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
             window = f"[{b1 - b0 + 1:.0f}s]"
             fired_b = bool(prom.query(f'max_over_time({mine},alertstate="firing"}}{window})', at=b1))
             acc_b = bool(prom.query(f'max_over_time({accuracy},alertstate="firing"}}{window})', at=b1))
-            rule = prom.rule("ModelAccuracyDegraded", lambda f: f"/{p['namespace']}-{p['name']}-" not in f)
+            rule = prom.rules().get("ModelAccuracyDegraded", lambda f: not rules.in_file(f))
     except PrometheusError as exc:
         return [Check("the run's alerts, read from Prometheus", False, exc.message, exc.fix)]
     checks = [
@@ -418,8 +415,6 @@ def history_checks(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
             f"ModelFeatureDrift is your {RULE_FILE} on your psi() gauges: " + HINTS[4],
         ),
     ]
-    from mllab.prometheus import threshold
-
     cluster, here = threshold((rule or {}).get("query", "")), accuracy_min()
     checks.append(
         Check(
@@ -543,6 +538,7 @@ def run(ctx: LabContext) -> dict[str, Any]:
     from mllab.labs.lab06_serving import train_versions
     from mllab.model import load_model_dir, predict_proba
     from mllab.plots import drift_histograms
+    from mllab.prometheus import Prometheus
     from mllab.serving.client import Client
 
     ctx.backend.tracking_uri()  # the retraining job logs to MLflow: fail early if it is unreachable
@@ -560,12 +556,13 @@ def run(ctx: LabContext) -> dict[str, Any]:
     out: dict[str, Any] = {"stream": n, "rule": {"expr": rule.expr, "for_s": rule.for_s}}
     spec = ServeSpec("monitored", {MODEL: dirs["v1"]}, workdir=ctx.rundir, monitor=True, rules=rule_file)
     phases: dict[str, list[Any]] = {}
-    with ctx.backend.serve(spec) as ep, Client(ep.url) as c:
-        prom = None
-        if ep.rules is not None:  # the cluster's Prometheus evaluates the rules
-            from mllab.prometheus import Prometheus
-
-            prom = Prometheus(ep.rules.url)
+    with (
+        ctx.backend.serve(spec) as ep,
+        Client(ep.url) as c,
+        # on a cluster its Prometheus evaluates the rules; the local backend has none
+        Prometheus(ep.rules.url) if ep.rules else nullcontext() as prom,
+    ):
+        if prom is not None:
             out["prometheus"] = {**ep.rules.to_dict(), "phases": {}}
         s0 = Scrape.parse(c.metrics_text())
         before, sent = s0, 0
@@ -583,13 +580,10 @@ def run(ctx: LabContext) -> dict[str, Any]:
             if prom is None:
                 phases[phase] = [*role, drift_alert(rule_file, rule, after)]
             else:
-                phases[phase], seen = prometheus_phase(ctx, prom, ep.rules, rule, sent, role, key == "B")
+                phases[phase] = prometheus_phase(ctx, prom, ep.rules, rule, sent, role, key == "B")
                 out["prometheus"]["phases"][key] = [t0, time.time()]
-                out["prometheus"].update(seen)
             before = after
         s2 = after
-        if prom is not None:
-            prom.close()
     out["alerts"] = {k: [a.to_dict() for a in v] for k, v in phases.items()}
     for phase, alerts in phases.items():
         text = ", ".join(
@@ -758,18 +752,16 @@ def check(ctx: LabContext, result: dict[str, Any]) -> list[Check]:
             HINTS[2] if any(not math.isfinite(v) for v in psis) else HINTS[1],
         )
     )
-    a, b = result["alerts"]["A (training-like)"], result["alerts"]["B (shifted)"]
-    firing = lambda alerts, name: any(x["name"] == name and x["firing"] for x in alerts)  # noqa: E731
-    quiet_a, fired_b = not firing(a, "ModelFeatureDrift"), firing(b, "ModelFeatureDrift")
-    if "prometheus" in result:  # the cluster's Prometheus evaluated them: read what it recorded
-        checks += history_checks(ctx, result)
-    else:
-        checks += local_alert_checks(a, b, quiet_a, fired_b, firing)
+    # on a cluster its Prometheus evaluated the alerts: read what it recorded
+    checks += history_checks(ctx, result) if "prometheus" in result else local_alert_checks(result)
     return checks + offline_checks(ctx, result)
 
 
-def local_alert_checks(a: list[Any], b: list[Any], quiet_a: bool, fired_b: bool, firing: Any) -> list[Check]:
+def local_alert_checks(result: dict[str, Any]) -> list[Check]:
     """The alerts the lab evaluated in process (local backend), from the run's result."""
+    a, b = result["alerts"]["A (training-like)"], result["alerts"]["B (shifted)"]
+    firing = lambda alerts, name: any(x["name"] == name and x["firing"] for x in alerts)  # noqa: E731
+    quiet_a, fired_b = not firing(a, "ModelFeatureDrift"), firing(b, "ModelFeatureDrift")
     checks: list[Check] = []
     checks.append(
         Check(
