@@ -69,22 +69,27 @@ reset: $(VENV)/.collections ## tear down: RESET=cluster (nodes leave), platform 
 # Three chains side by side: lint; unit then the package's tests; molecule (mostly waiting on
 # `docker exec`) then the labs' exercise cases. labs-test is split in two halves of similar length
 # (LABS_CORE, LABS_EXERCISES) so the two long chains end together; each tier's output is printed
-# whole when it ends.
-test: ## every tier these machines can run: lint beside unit + labs-test beside molecule (each timed)
-	@snap=$$(mktemp); scripts/clean-check snapshot $$snap; \
-	$(MAKE) --no-print-directory -j3 --output-sync=recurse test-lint test-python test-molecule && \
-	scripts/clean-check compare $$snap; rc=$$?; rm -f $$snap; exit $$rc
+# whole when it ends. Every pytest run writes a JUnit XML into MLLAB_JUNIT_DIR (a temporary folder
+# outside the checkout); scripts/skip-report prints their skips at the end, counted by reason and
+# tier, also when a lane failed (a green run with skips says so last, not only in a tier's output).
+test: ## every tier these machines can run: lint beside unit + labs-test beside molecule (each timed), then the skips
+	@snap=$$(mktemp); junit=$$(mktemp -d /tmp/mllab-junit.XXXXXX); scripts/clean-check snapshot $$snap; \
+	rc=0; MLLAB_JUNIT_DIR=$$junit $(MAKE) --no-print-directory -j3 --output-sync=recurse \
+	  test-lint test-python test-molecule || rc=$$?; \
+	scripts/skip-report $$junit || true; \
+	if [[ $$rc == 0 ]]; then scripts/clean-check compare $$snap || rc=$$?; fi; \
+	rm -rf $$snap $$junit; exit $$rc
 
 test-lint: $(VENV)/.dev $(VENV)/.collections
 	@$(TIMED) lint $(MAKE) --no-print-directory lint
 
 test-python: $(VENV)/.dev $(VENV)/.labs
 	@$(TIMED) unit $(MAKE) --no-print-directory unit
-	@$(TIMED) "labs-test (package)" $(MAKE) --no-print-directory labs-test LABS_TESTS="$(LABS_CORE)"
+	@$(TIMED) "labs-test (package)" $(MAKE) --no-print-directory labs-test LABS_TESTS="$(LABS_CORE)" LABS_PART=package
 
 test-molecule: $(VENV)/.dev $(VENV)/.collections $(VENV)/.labs
 	@$(TIMED) molecule $(MAKE) --no-print-directory molecule
-	@$(TIMED) "labs-test (exercises)" $(MAKE) --no-print-directory labs-test LABS_TESTS="$(LABS_EXERCISES)"
+	@$(TIMED) "labs-test (exercises)" $(MAKE) --no-print-directory labs-test LABS_TESTS="$(LABS_EXERCISES)" LABS_PART=exercises
 
 # Lint's ansible runs keep facts in memory: ansible.cfg's .cache/facts would be a run output
 # in the checkout (scripts/clean-check).
@@ -97,8 +102,10 @@ lint: $(VENV)/.dev $(VENV)/.collections ## yamllint, ansible-lint (production), 
 	$(BIN)/ansible-lint --profile production --offline
 
 # The platform tests start real MLflow and KServe servers, so they need the labs extras too.
+# JUNIT (under `make test`, MLLAB_JUNIT_DIR set): a pytest run's JUnit XML for scripts/skip-report.
+JUNIT = $${MLLAB_JUNIT_DIR:+--junitxml=$$MLLAB_JUNIT_DIR/$(1).xml}
 unit: $(VENV)/.dev $(VENV)/.labs ## unit tests (parsers, filters, rendering, schemas, alert rules)
-	$(PYTEST) tests/unit -q -ra --durations=25
+	$(PYTEST) tests/unit -q -ra --durations=25 $(call JUNIT,unit)
 
 molecule-images: ## build the local Debian systemd images molecule uses (both at once)
 	@if [ -n "$${MOLECULE_IMAGE:-}" ]; then echo "using MOLECULE_IMAGE=$$MOLECULE_IMAGE"; else \
@@ -120,8 +127,10 @@ $(VENV)/.labs: python/pyproject.toml | $(BIN)/activate
 LABS_EXERCISES := $(sort $(wildcard python/tests/test_exercise_lab*.py))
 LABS_CORE := $(filter-out $(LABS_EXERCISES),$(sort $(wildcard python/tests/test_*.py)))
 LABS_TESTS ?= python/tests
+LABS_PART ?= all
 labs-test: $(VENV)/.labs ## the mllab package: every lab's exercise cases on the local backend (CPU), unit tests
-	MLLAB_HOME=$$(mktemp -d) $(BIN)/python -m pytest $(LABS_TESTS) -q -ra --timeout=300 --durations=15 -p no:cacheprovider
+	MLLAB_HOME=$$(mktemp -d) $(BIN)/python -m pytest $(LABS_TESTS) -q -ra --timeout=300 --durations=15 -p no:cacheprovider \
+	  $(call JUNIT,labs-test-$(LABS_PART))
 
 # --- e2e tier: upstream Kubernetes built offline, run as local processes (root) -------
 # Build outputs and images are cached in $(E2E_CACHE) (default ~/.cache/mllab-e2e, outside the clone: shared by every checkout); tests/e2e/README.md.

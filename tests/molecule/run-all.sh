@@ -11,7 +11,10 @@
 # Each run has its own ephemeral directory and container names (MOLECULE_ROLE), so runs
 # of the same scenario on two distributions never share state. A run's output goes to a
 # log that is printed whole when the run ends (never interleaved); the first failure
-# stops the runs not yet started, and the script fails naming it.
+# stops the runs not yet started, and the script fails naming it. When MLLAB_JUNIT_DIR is
+# set (`make test`), each run's testinfra writes its JUnit XML there, named after the run
+# (molecule-<role>-<scenario>-<distro>.xml, so that parallel runs never share a file), for
+# scripts/skip-report; .config/molecule/config.yml hands it to pytest.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -39,14 +42,15 @@ done
 mapfile -t runs < <(printf '%s\n' "${runs[@]}" | sort -s -k1,1nr | cut -d' ' -f2-)
 
 one() { # one ROLE SCENARIO DISTRO: a molecule test, its output in $work/<id>.log
-  local role=$1 scenario=$2 distro=$3 id rc=0
+  local role=$1 scenario=$2 distro=$3 id rc=0 addopts=-rs
   id=$role-$scenario-$distro
+  [[ -z ${MLLAB_JUNIT_DIR:-} ]] || addopts="-rs --junitxml=$MLLAB_JUNIT_DIR/molecule-$id.xml"
   [[ -e $work/failed ]] && { echo "=== molecule: $id not started (an earlier run failed)"; return 0; }
   # Timed like every CI stage (scripts/timed: a line in $MLLAB_STAGES when it is set).
   (cd "$ROOT/roles/$role" &&
     MOLECULE_ROLE=$role MOLECULE_DISTRO=$distro \
     MOLECULE_IMAGE=${MOLECULE_IMAGE:-mllab-systemd:$distro} \
-    MOLECULE_EPHEMERAL_DIRECTORY=$work/ephemeral/$id \
+    MOLECULE_EPHEMERAL_DIRECTORY=$work/ephemeral/$id MLLAB_MOLECULE_PYTEST_ADDOPTS=$addopts \
     PATH="$VENV_BIN:$PATH" "$ROOT/scripts/timed" "  molecule $id" "$VENV_BIN/molecule" test -s "$scenario") \
     >"$work/$id.log" 2>&1 || rc=$?
   {
