@@ -74,6 +74,41 @@ def test_malformed_quantities_are_rejected(value):
     assert problem.startswith("x.size = ")
 
 
+# Every form the parser accepts, negative: plain, decimal, decimal SI, binary SI, exponent, and
+# the numbers YAML gives (int, float).
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("-1", Decimal(-1)),
+        ("-1.5", Decimal("-1.5")),
+        ("-500m", Decimal("-0.5")),
+        ("-100k", Decimal(-100000)),
+        ("-2Gi", Decimal(-(2**31))),
+        ("-1e3", Decimal(-1000)),
+        (-4, Decimal(-4)),
+        (-0.25, Decimal("-0.25")),
+    ],
+)
+def test_negative_quantities_are_named_with_their_variable(value, expected):
+    assert mp.mllab_quantity(value) == expected  # parsed: the problem is the sign, not the form
+    assert mp.mllab_quantity_problems({"mlflow_storage_size": value}) == [
+        f"mlflow_storage_size = {value!r} is negative: use a positive quantity"
+    ]
+
+
+@pytest.mark.parametrize("value", ["0", "-0", "+1", 0, "0m"])
+def test_zero_and_explicit_plus_are_not_negative(value):
+    assert mp.mllab_quantity_problems({"mlflow_storage_size": value}) == []
+
+
+def test_each_negative_quantity_is_its_own_problem():
+    values = {"a.cpu": "-1", "b.memory": "2Gi", "c.memory": "-2Gi"}
+    assert mp.mllab_quantity_problems(values) == [
+        "a.cpu = '-1' is negative: use a positive quantity",
+        "c.memory = '-2Gi' is negative: use a positive quantity",
+    ]
+
+
 def test_resources_need_requests_and_limits_and_request_at_most_limit():
     good = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
     assert mp.mllab_resources_problems(good, "jupyter_resources") == []
