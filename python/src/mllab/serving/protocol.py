@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_ROWS",
     "BadRequest",
+    "Disconnected",
     "InputSpec",
     "RequestGuard",
     "TooLarge",
@@ -127,26 +128,39 @@ def body_too_large(size: int, limit: int, option: str = "--max-body-mib") -> Too
     )
 
 
-def content_length(headers: Any, limit: int) -> int | None:
-    """The declared body size (None: chunked), refused before the body is read when over `limit`."""
-    raw = headers.get("content-length")
+def content_length(scope: dict, limit: int) -> int | None:
+    """An ASGI request's declared body size (None: chunked), refused before the body is read when over `limit`."""
+    raw = next((v for k, v in scope["headers"] if k == b"content-length"), None)  # ASGI servers lower-case names
     if raw is None:
         return None
     try:
         size = int(raw)
     except ValueError:
-        raise BadRequest(f"Content-Length {raw!r} is not a number of bytes") from None
+        raise BadRequest(f"Content-Length {raw.decode('latin-1')!r} is not a number of bytes") from None
     if size > limit:
         raise body_too_large(size, limit)
     return size
 
 
-async def read_body(request: Any, limit: int) -> bytes:
-    """A Starlette request's body, at most `limit` bytes (413 before reading when Content-Length says more)."""
-    if content_length(request.headers, limit) is not None:
-        return await request.body()  # the HTTP parser reads no more than Content-Length
-    chunks, size = [], 0
-    async for chunk in request.stream():
+class Disconnected(Exception):
+    """The client went away before its request's body had arrived: nothing to answer."""
+
+
+async def read_body(scope: dict, receive: Callable, limit: int) -> bytes:
+    """An ASGI request's body, at most `limit` bytes: 413 before reading when Content-Length says more,
+    and as soon as a chunked body passes the limit."""
+    content_length(scope, limit)
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Disconnected
+        chunk = message.get("body", b"")
+        more = message.get("more_body", False)
+        if not more and not chunks:
+            if len(chunk) > limit:
+                raise body_too_large(len(chunk), limit)
+            return chunk
         size += len(chunk)
         if size > limit:
             raise body_too_large(size, limit)
@@ -178,17 +192,19 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         import anyio
-        from starlette.requests import Request
+        from starlette.datastructures import Headers
         from starlette.responses import JSONResponse
 
         try:
-            request = Request(scope, receive)
-            body = await read_body(request, self.max_body)
+            body = await read_body(scope, receive, self.max_body)
             if self.validate is not None:
+                headers = Headers(scope=scope)
                 if len(body) > INLINE_PARSE_BYTES:
-                    await anyio.to_thread.run_sync(self.validate, scope["path"], request.headers, body)
+                    await anyio.to_thread.run_sync(self.validate, scope["path"], headers, body)
                 else:
-                    self.validate(scope["path"], request.headers, body)
+                    self.validate(scope["path"], headers, body)
+        except Disconnected:
+            return
         except BadRequest as exc:
             if self.on_reject is not None:
                 self.on_reject(scope["path"])
