@@ -28,6 +28,19 @@ def gpus(host) -> list[dict]:
     return mg.mllab_gpu_lspci(host.check_output("lspci -nn"))
 
 
+def driver_packages(host) -> list[str]:
+    """gpu_driver_packages for this host's distribution, gpu_driver_branch filled in."""
+    distro = {"debian": "Debian", "ubuntu": "Ubuntu"}.get(host.system_info.distribution, "")
+    packages = (knob(host, "gpu_driver_packages") or {}).get(distro, [])
+    branch = str(knob(host, "gpu_driver_branch"))
+    packages = [p.replace("{{ gpu_driver_branch }}", branch) for p in packages]
+    return [p for p in packages if "{{" not in p]  # an inventory's own template: not checkable here
+
+
+def groups(host) -> dict[str, list[str]]:
+    return host.ansible.get_variables().get("groups", {})
+
+
 @pytest.fixture
 def gpu_host(host):
     if not gpus(host):
@@ -48,15 +61,42 @@ def kube(gpu_host):
     return client
 
 
-def test_detection_matches_lspci(host):
-    """The layer ran; on a node without GPU it installed no driver, even for gpu_driver: host."""
+def test_a_node_without_gpu_has_no_driver(host):
+    """The layer ran; on a node without GPU it installed no driver, even for gpu_driver: host
+    (the molecule no-GPU path)."""
     if gpus(host):
-        return
-    distro = {"debian": "Debian", "ubuntu": "Ubuntu"}.get(host.system_info.distribution, "")
-    packages = (knob(host, "gpu_driver_packages") or {}).get(distro, [])
-    installed = [p for p in packages if "{{" not in p and host.package(p).is_installed]
-    assert installed == [], f"driver packages installed on a node without GPU: {installed}"
+        pytest.skip("this host has an NVIDIA GPU (lspci -nn): the no-GPU checks do not apply (test_a_gpu_node_*)")
+    packages = [p for p in driver_packages(host) if host.package(p).is_installed]
+    assert packages == [], f"driver packages installed on a node without GPU: {packages}"
     assert not host.file("/usr/bin/nvidia-smi").exists
+
+
+def test_a_gpu_node_has_what_the_layer_puts_on_the_host(gpu_host):
+    """On a node with a GPU: the layer's marker, and what the role installs on the host itself.
+    gpu_driver: host on a gpu-group host: the distribution's driver packages and nvidia-smi;
+    gpu_stack: device-plugin: nvidia-smi, the NVIDIA container runtime and MicroK8s' containerd
+    knowing an `nvidia` runtime. With the operator's driver container and the operator's
+    toolkit nothing else lands on the host: Kubernetes is checked below."""
+    marker = gpu_host.file("/etc/mllab/layers/gpu")
+    assert marker.content_string == "gpu layer of ML Lab Kit applied\n", marker.content_string
+    in_gpu_group = gpu_host.ansible.get_variables().get("inventory_hostname") in groups(gpu_host).get("gpu", [])
+    host_driver = knob(gpu_host, "gpu_driver") == "host" and in_gpu_group
+    device_plugin = knob(gpu_host, "gpu_stack") == "device-plugin"
+    if not (host_driver or device_plugin):
+        pytest.skip(
+            f"gpu_driver: {knob(gpu_host, 'gpu_driver')}, gpu_stack: {knob(gpu_host, 'gpu_stack')}"
+            f"{'' if in_gpu_group else ', not in the gpu group'}: the role installs no driver on this host"
+        )
+    assert gpu_host.file("/usr/bin/nvidia-smi").exists, "the driver path leaves no /usr/bin/nvidia-smi"
+    if host_driver:
+        missing = [p for p in driver_packages(gpu_host) if not gpu_host.package(p).is_installed]
+        assert missing == [], f"gpu_driver: host, but these driver packages are not installed: {missing}"
+    if device_plugin:
+        runtime = knob(gpu_host, "gpu_container_runtime")
+        assert gpu_host.file(runtime).exists, f"gpu_stack: device-plugin needs {runtime}"
+        with gpu_host.sudo():
+            template = gpu_host.file("/var/snap/microk8s/current/args/containerd-template.toml").content_string
+        assert "containerd.runtimes.nvidia]" in template, "MicroK8s' containerd has no nvidia runtime"
 
 
 def test_driver_answers(gpu_host):
