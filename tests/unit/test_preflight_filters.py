@@ -268,8 +268,9 @@ def test_no_mount_listed_means_disk_not_measured():
 
 # --- defect 1 of issue 12: a channel change on an installed MicroK8s -----------------------------
 def _installed(tracking: str, version: str = "v1.36.0") -> dict:
-    """The microk8s row of snapd's real `snap list` table (tests/unit/samples/microk8s/snap-list-held.txt),
-    with its Tracking and Version columns set as another install would show them."""
+    """The microk8s row of the `snap list` table sample (tests/unit/samples/microk8s/snap-list-held.txt,
+    its layout from snapd's docs, not captured), with its Tracking and Version columns set as another
+    install would show them."""
     import mllab_microk8s as mk
     import samples
 

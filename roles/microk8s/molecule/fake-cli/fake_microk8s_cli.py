@@ -2,9 +2,12 @@
 """TEST DOUBLE of the `snap` and `microk8s` commands, for the fake-cli molecule scenario.
 
 The snap store and MicroK8s cannot run in this project's CI containers (no snap store,
-no squashfs mounts), so this stand-in answers the commands roles/microk8s runs, in the
-output formats of the real CLI (the same formats as tests/unit/samples/microk8s/, with
-their upstream sources), and keeps state in files: per node under /var/lib/fake-microk8s,
+no squashfs mounts), so this stand-in answers the commands roles/microk8s runs, in output
+formats RECONSTRUCTED from the upstream source, not captured from a live MicroK8s (the same
+formats as tests/unit/samples/microk8s/, whose headers name their sources: `microk8s status
+--format yaml` from canonical/microk8s scripts/wrappers/status.py print_yaml, `add-node
+--format json` from scripts/wrappers/add_token.py, `snap list` from snapd's docs), and keeps
+state in files: per node under /var/lib/fake-microk8s,
 per cluster under /fake-cluster (a folder shared by the scenario's containers). It lets
 the role's task logic (offline install, hold, addon plan, joins, kubeconfigs, reset,
 idempotence) run for real; it proves nothing about MicroK8s itself: the microk8s-real
