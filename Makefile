@@ -123,8 +123,9 @@ molecule-real: $(VENV)/.dev $(VENV)/.collections ## real MicroK8s on THIS host (
 	cd roles/microk8s && PATH="$(CURDIR)/$(BIN):$$PATH" \
 	  $(if $(filter 1,$(DRY_RUN)),MLLAB_MICROK8S_REAL_DRY_RUN=1 MLLAB_EXPECT_LAYERS=) molecule test -s microk8s-real
 
-$(VENV)/.labs: python/pyproject.toml | $(BIN)/activate
-	scripts/pip-install $(BIN)/pip -e 'python[labs,k8s,test]'
+# pyproject.toml's ranges, at requirements/constraints.txt's exact pins (the tested versions).
+$(VENV)/.labs: python/pyproject.toml requirements/constraints.txt | $(BIN)/activate
+	scripts/pip-install $(BIN)/pip -c requirements/constraints.txt -e 'python[labs,k8s,test]'
 	@touch $@
 
 # The exercises' three cases per lab (test_exercise_labNN.py), and everything else in python/tests.

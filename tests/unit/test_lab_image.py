@@ -1,8 +1,9 @@
 """roles/lab_image/files/lab_image.py, the lab image's planning, on a real wheel of this checkout's
-python/ (pip wheel, as the labs role builds it): which pins go into the dependency layer (the base
-install and the image's extras, markers kept for the image's Python), the content-addressed tags
-(a code change moves the image's tag and keeps the dependency layer; a pin change moves both), and
-the console scripts pointed at the image's python3. The build and push themselves run against a
+python/ (pip wheel, as the labs role builds it): which requirements go into the dependency layer
+(the base install's and the image's extras' ranges, markers kept for the image's Python) and with
+which exact pins (requirements/constraints.txt, -c), the content-addressed tags (a code change moves
+the image's tag and keeps the dependency layer; a change of a range or of a pin moves both), and the
+console scripts pointed at the image's python3. The build and push themselves run against a
 real registry in the e2e tier (tests/e2e/platform.sh lab-image, then the labs' pods pull it)."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "roles/lab_image/files/lab_image.py"
+CONSTRAINTS = ROOT / "requirements/constraints.txt"
 
 
 def _load():
@@ -62,6 +64,7 @@ def _rewrite(wheel: Path, dest: Path, member_suffix: str, edit) -> Path:
 
 def _args(wheel: Path, **over: str):
     argv = ["ref", "--wheel", str(wheel), "--base", "docker.io/library/python:3.12.12-slim-bookworm"]
+    argv += ["--constraints", over.get("constraints", str(CONSTRAINTS))]
     argv += ["--python-version", over.get("python", "3.12"), "--registry", "localhost:32000"]
     if "push" in over:
         argv += ["--push-registry", over["push"]]
@@ -72,13 +75,29 @@ def test_the_dependency_layer_takes_the_base_install_and_the_labs_extra_with_mar
     _, version, requires = li.wheel_metadata(wheel)
     reqs = li._extras_requirements(requires, ["labs"]).splitlines()
     assert version == "0.1.0"
-    assert "rich==15.0.0" in reqs and "torch==2.15.0" in reqs and "onnxruntime==1.32.0" in reqs
-    # both scipy pins stay, each with its python_version marker, for uv to choose for the image
-    assert 'scipy==1.18.1; python_version >= "3.12"' in reqs
-    assert 'scipy==1.17.1; python_version < "3.12"' in reqs
+    assert "rich<16,>=15.0.0" in reqs and "torch<3,>=2.15.0" in reqs and "onnxruntime<2,>=1.32.0" in reqs
+    assert not any("==" in r for r in reqs), reqs  # ranges: the exact pins are the constraints file's
     assert not any("kubernetes" in r or "pytest" in r for r in reqs), reqs  # the k8s and test extras
     assert not any("extra" in r for r in reqs), reqs
-    assert "kubernetes==36.0.3" in li._extras_requirements(requires, ["labs", "k8s"]).splitlines()
+    assert "kubernetes<37,>=36.0.3" in li._extras_requirements(requires, ["labs", "k8s"]).splitlines()
+
+
+def test_the_dependency_layer_installs_at_the_constraints_pins(wheel: Path, tmp_path: Path, monkeypatch):
+    """uv gets the extras' ranges (-r) and the constraints file (-c), whose pins keep their
+    python_version markers for uv to choose for the image's Python (scipy, numpy)."""
+    seen: list[list[str]] = []
+    monkeypatch.setattr(li, "uv_install", lambda args, target, what, no_deps: seen.append(what))
+    monkeypatch.setattr(li, "base_accounts", lambda args: {"etc/passwd": b"root:x:0:0\n", "etc/group": b"root:x:0:\n"})
+    monkeypatch.setattr(li, "crane", lambda args, *argv, check=True: "")
+    args = _args(wheel)
+    li.build_deps(args, li.plan(args), tmp_path)
+    ((r, reqs, c, constraints),) = seen
+    assert (r, c, constraints) == ("-r", "-c", str(CONSTRAINTS))
+    assert "torch<3,>=2.15.0" in Path(reqs).read_text().splitlines()
+    pins = CONSTRAINTS.read_text().splitlines()
+    assert 'scipy==1.18.1 ; python_version >= "3.12"' in pins and 'scipy==1.17.1 ; python_version < "3.12"' in pins
+    with pytest.raises(li.BuildError, match=r"no constraints file at .*nothing\.txt"):
+        li.plan(_args(wheel, constraints=str(tmp_path / "nothing.txt")))
 
 
 def test_tags_are_content_addressed(wheel: Path, tmp_path: Path):
@@ -96,10 +115,15 @@ def test_tags_are_content_addressed(wheel: Path, tmp_path: Path):
         wheel,
         tmp_path / "pins" / wheel.name,
         ".dist-info/METADATA",
-        lambda b: b.replace(b"optuna==5.0.0", b"optuna==4.9.0"),
+        lambda b: b.replace(b"optuna<6,>=5.0.0", b"optuna<6,>=4.9.0"),
     )
     moved = li.plan(_args(pins))
     assert moved["deps_push"] != one["deps_push"] and moved["ref"] != one["ref"]
+    # a new exact pin (the constraints file) rebuilds the dependency layer too, with the same wheel
+    other = tmp_path / "constraints.txt"
+    other.write_text(CONSTRAINTS.read_text().replace("optuna==5.0.0", "optuna==5.0.1"))
+    repinned = li.plan(_args(wheel, constraints=str(other)))
+    assert repinned["deps_push"] != one["deps_push"] and repinned["ref"] != one["ref"]
     assert li.plan(_args(wheel, python="3.11"))["deps_push"] != one["deps_push"]  # another Python
 
 

@@ -2,9 +2,10 @@
 few settings, then checked: the Kubernetes 1.34 OpenAPI schema (kubernetes-validate) of every
 object and of JupyterLab's Deployment with the labs role's fields merged in, least privilege
 (the learner is bound only to the namespaced lab-runner Role, which grants what the k8s
-backend needs and no Secrets), the mllab-dist ConfigMap (a real wheel with the pins, every
-guide, under 1 MiB), /etc/profile.d/mllab.sh, and JupyterLab's start hook run for real under
-`bash -eu` (guides copied without overwriting edits, the wheel installed with pip, offline).
+backend needs and no Secrets), the mllab-dist ConfigMap (a real wheel with its ranges, the
+constraints file's exact pins beside it, every guide, under 1 MiB), /etc/profile.d/mllab.sh, and
+JupyterLab's start hook run for real under `bash -eu` (guides copied without overwriting edits, the
+wheel installed with pip at the constraints' pins, offline).
 Bad settings and an oversized ConfigMap stop the run before anything is rendered."""
 
 from __future__ import annotations
@@ -311,8 +312,12 @@ def test_mllab_dist_carries_the_wheel_with_its_pins_and_every_guide(good):
         meta = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert "mllab/__init__.py" in names and "mllab/backends/k8s.py" in names
     assert not [n for n in names if "__pycache__" in n or n.startswith(("build/", "tests/"))]
-    assert 'Requires-Dist: kubernetes==36.0.3; extra == "k8s"' in meta
-    assert 'Requires-Dist: torch==2.15.0; extra == "labs"' in meta
+    assert 'Requires-Dist: kubernetes<37,>=36.0.3; extra == "k8s"' in meta
+    assert 'Requires-Dist: torch<3,>=2.15.0; extra == "labs"' in meta
+    # the exact pins travel beside the wheel: the start hook installs with -c constraints.txt
+    constraints = (ROOT / "requirements/constraints.txt").read_text()
+    assert cm["data"]["constraints.txt"] == constraints
+    assert (good["defaults"].artifacts / "labs" / "constraints.txt").read_text() == constraints
     guides = dict(line.split("\t") for line in cm["data"]["guides.tsv"].splitlines())
     expected = sorted(
         str(p.relative_to(ROOT / "labs")) for p in (ROOT / "labs").rglob("*") if p.suffix in (".md", ".ipynb")
@@ -473,6 +478,21 @@ def test_start_hook_copies_guides_keeps_edits_and_installs_the_wheel(good, tmp_p
         [str(python_dir / "python3"), "-c", "import mllab; print(mllab.__file__)"], capture_output=True, text=True
     )
     assert own.stdout.startswith(str(ROOT / "python" / "src")), own.stdout + own.stderr
+
+    # New pins install again, and pip holds to them: one this offline venv cannot meet fails the install.
+    pins = (dist / "constraints.txt").read_text()
+    assert "kubernetes==36.0.3" in pins
+    (dist / "constraints.txt").write_text(pins.replace("kubernetes==36.0.3", "kubernetes==36.0.2"))
+    (base / "install.log").unlink()
+    third = _hook(dist, python_dir)
+    assert third.returncode == 0 and "installing" in third.stdout, third.stderr + third.stdout
+    deadline, log = time.monotonic() + 300, ""
+    while "install FAILED" not in log:
+        assert "mllab: installed" not in log, "the install did not take the new constraints"
+        assert time.monotonic() < deadline, log[-2000:]
+        time.sleep(1)
+        log = (base / "install.log").read_text() if (base / "install.log").is_file() else ""
+    assert "kubernetes==36.0.2" in log, log[-2000:]
 
 
 def test_start_hook_never_stops_the_server(good, tmp_path):

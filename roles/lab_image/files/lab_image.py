@@ -5,12 +5,13 @@ The image is a pinned Python base image plus two layers, appended with go-contai
 `crane` (github.com/google/go-containerregistry, cmd/crane: `append`, `mutate`, `digest`,
 `export`), the way `ko` or `rules_oci` build images: nothing runs inside a container.
 
-  deps layer   /opt/mllab/lib: mllab's pinned dependencies (the wheel's Requires-Dist for the
-               extras), installed by uv for the base image's Python and platform
-               (`uv pip install --target --python-version --python-platform --only-binary`),
-               plus the pods' user (uid 1000, home /work) added to the base's /etc/passwd.
-               Tagged <name>-deps:<hash of the pins, base, Python, platform>: built once,
-               reused while the pins stay.
+  deps layer   /opt/mllab/lib: mllab's dependencies (the wheel's Requires-Dist for the
+               extras: ranges) at the exact versions of the constraints file
+               (requirements/constraints.txt, `-c`), installed by uv for the base image's Python
+               and platform (`uv pip install --target --python-version --python-platform
+               --only-binary`), plus the pods' user (uid 1000, home /work) added to the base's
+               /etc/passwd. Tagged <name>-deps:<hash of the requirements, the constraints, base,
+               Python, platform>: built once, reused while the pins stay.
   mllab layer  the mllab wheel itself (--no-deps), and /opt/mllab/bin: the console scripts
                with a `#!/usr/bin/env python3` line, and `python` (the k8s backend runs
                `python -m ...`).
@@ -77,8 +78,9 @@ def plan(args: argparse.Namespace) -> dict[str, str]:
         raise BuildError(f"no wheel at {wheel} (the labs layer builds it into artifacts/labs)")
     name, version, requires = wheel_metadata(wheel)
     me = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()  # a new layout rebuilds the layers
+    constraints = _constraints_text(args)
     deps_inputs = json.dumps(
-        [sorted(requires), name, version, args.extras, args.base, args.python_version, args.platform, me]
+        [sorted(requires), constraints, name, version, args.extras, args.base, args.python_version, args.platform, me]
     )
     deps_tag = "deps-" + hashlib.sha256(deps_inputs.encode()).hexdigest()[:16]
     tag = f"{version}-" + hashlib.sha256((wheel_digest(wheel) + deps_tag).encode()).hexdigest()[:16]
@@ -129,6 +131,16 @@ def base_accounts(args: argparse.Namespace) -> dict[str, bytes]:
 
 
 # --- layers ------------------------------------------------------------------------------------
+def _constraints_text(args: argparse.Namespace) -> str:
+    """The constraints file's text ("" without one): its pins are part of the deps layer's tag."""
+    if not args.constraints:
+        return ""
+    path = Path(args.constraints)
+    if not path.is_file():
+        raise BuildError(f"no constraints file at {path} (requirements/constraints.txt of the checkout)")
+    return path.read_text()
+
+
 def uv_install(args: argparse.Namespace, target: Path, what: list[str], no_deps: bool) -> None:
     uv = shutil.which("uv", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     if uv is None:
@@ -189,10 +201,11 @@ def layer_tar(root: Path, out: Path) -> None:
 
 def build_deps(args: argparse.Namespace, p: dict[str, str], work: Path) -> None:
     root = work / "deps"
-    # mllab[extras]'s pins with their markers, not mllab itself (that is the next layer)
+    # mllab[extras]'s ranges with their markers, not mllab itself (that is the next layer)
     reqs = work / "requirements.txt"
     reqs.write_text(_extras_requirements(wheel_metadata(Path(p["wheel"]))[2], args.extras))
-    uv_install(args, root / IMAGE_LIB, ["-r", str(reqs)], no_deps=False)
+    pins = ["-c", str(Path(args.constraints).resolve())] if args.constraints else []
+    uv_install(args, root / IMAGE_LIB, ["-r", str(reqs), *pins], no_deps=False)
     compile_bytecode(args, root)
     scripts_to_bin(root)
     accounts = base_accounts(args)
@@ -274,6 +287,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("action", choices=["ref", "build"])
     ap.add_argument("--wheel", required=True, help="the mllab wheel")
     ap.add_argument("--extras", default="labs", type=lambda s: [e for e in s.split(",") if e])
+    ap.add_argument("--constraints", default="", help="the exact pins (requirements/constraints.txt)")
     ap.add_argument("--base", required=True, help="the Python base image (Debian or Ubuntu based)")
     ap.add_argument("--python-version", required=True, help="the base image's Python, e.g. 3.12")
     ap.add_argument("--platform", default="x86_64-manylinux_2_28", help="uv's --python-platform for the nodes")
