@@ -19,10 +19,12 @@ UNIT_XML = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites name="pytest tests"><testsuite name="pytest" errors="0" failures="0" skipped="4" tests="6">
 <testcase classname="tests.unit.test_a" name="test_ok" time="0.001" />
 <testcase classname="tests.unit.test_a" name="test_rules[1]" time="0.001">
-  <skipped type="pytest.skip" message="promtool is not installed">tests/unit/test_a.py:9: promtool is not installed</skipped>
+  <skipped type="pytest.skip" message="promtool is not installed">tests/unit/test_a.py:9: promtool is \
+not installed</skipped>
 </testcase>
 <testcase classname="tests.unit.test_a" name="test_rules[2]" time="0.001">
-  <skipped type="pytest.skip" message="promtool is not installed">tests/unit/test_a.py:9: promtool is not installed</skipped>
+  <skipped type="pytest.skip" message="promtool is not installed">tests/unit/test_a.py:9: promtool is \
+not installed</skipped>
 </testcase>
 <testcase classname="tests.unit.test_b" name="test_go" time="0.001">
   <skipped type="pytest.skip" message="go is not installed">tests/unit/test_b.py:3: go is not installed</skipped>
@@ -65,7 +67,8 @@ def test_counts_each_reason_per_tier(tmp_path):
 
 
 def test_no_skips_and_an_unreadable_file(tmp_path):
-    (tmp_path / "labs-test-package.xml").write_text(MOLECULE_XML.replace("<skipped", "<x").replace("</skipped>", "</x>"))
+    no_skips = MOLECULE_XML.replace("<skipped", "<x").replace("</skipped>", "</x>")
+    (tmp_path / "labs-test-package.xml").write_text(no_skips)
     (tmp_path / "molecule-gpu-default-bookworm.xml").write_text("<testsuites><testsu")  # a run killed mid-write
     lines = skip_report.report(tmp_path).splitlines()
     assert lines[0] == "=== skips: 0 skipped in 2 pytest runs"
@@ -84,7 +87,16 @@ def test_reads_what_pytest_writes(tmp_path):
     junit = tmp_path / "junit"
     junit.mkdir()
     subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}/unit.xml", "test_sample.py"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}/unit.xml",
+            "test_sample.py",
+        ],
         cwd=tmp_path,
         check=True,
         capture_output=True,
