@@ -1,7 +1,10 @@
-"""Shared fixtures: an isolated MLLAB_HOME per test, and one real MLflow server for the lab tests."""
+"""Shared fixtures: an isolated MLLAB_HOME per test, and one real MLflow server for the lab tests.
+`missing` and `imported`: a missing tool or extra skips here and fails under CI=true (the unit tier's
+tests/unit/needs.py, loaded from its file)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -9,6 +12,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+
+def _needs():
+    path = Path(__file__).resolve().parents[2] / "tests" / "unit" / "needs.py"
+    spec = importlib.util.spec_from_file_location("mllab_test_needs", path)
+    assert spec and spec.loader, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_NEEDS = _needs()
+missing = _NEEDS.missing
+imported = _NEEDS.imported
 
 
 @pytest.fixture

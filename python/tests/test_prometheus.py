@@ -8,7 +8,6 @@ cluster: tests/e2e/labs.sh (lab 7)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import missing  # skips here, fails under CI=true (tests/unit/needs.py)
 from mllab.procs import free_port, wait_http
 from mllab.prometheus import (
     SERVER_LABEL,
@@ -87,9 +87,7 @@ def cluster_like(tmp_path: Path) -> Iterator[tuple[Prometheus, RuleSet, object]]
     """A metrics endpoint, its rule file as the operator would write it, and a Prometheus on both."""
     binary = shutil.which("prometheus")
     if not binary:
-        if os.environ.get("CI"):
-            pytest.fail("the prometheus binary is missing (Debian: apt-get install prometheus; .ci/run installs it)")
-        pytest.skip("prometheus is not installed (Debian: apt-get install prometheus)")
+        missing("prometheus is not installed (Debian: apt-get install prometheus; .ci/run installs it)")
     from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
     registry = CollectorRegistry()

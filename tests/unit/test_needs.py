@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from needs import missing
+from needs import imported, missing
 
 
 @pytest.mark.parametrize("ci", ["true", "1", "TRUE"])
@@ -21,3 +21,15 @@ def test_a_missing_tool_skips_elsewhere(monkeypatch, ci):
         monkeypatch.setenv("CI", ci)
     with pytest.raises(pytest.skip.Exception, match="promtool is not installed"):
         missing("promtool is not installed")
+
+
+def test_a_present_module_is_imported(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    assert imported("json", "json is missing").dumps([]) == "[]"
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_a_missing_module_fails_under_ci_and_skips_elsewhere(monkeypatch, ci, outcome):
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match=r"the k8s extra is not installed \(No module named 'no_such_module_mllab'\)"):
+        imported("no_such_module_mllab", "the k8s extra is not installed")
