@@ -23,31 +23,56 @@ CRASH_EPOCHS = (4, 5, 4, 5)  # mid-epoch 4: the newest checkpoint is 2 epochs ol
 OVERHEAD_TARGET = 0.05
 
 
-NOTES = """
+def notes(call_ms: Figure, call_cpu_ms: Figure, epoch_s: float, per_epoch: str) -> str:
+    """The design notes, with the figures they rest on measured in this run (`log_batch_cost`, the rows)."""
+    flush = call_ms.median / 1000 / (EVERY * epoch_s)
+    return f"""
 What changed: the job (`python/src/mllab/training.py`) logged each epoch with a blocking
-`mlflow.log_metrics`, one HTTP round trip to the tracking server (~10 ms, 30 ms under load) per
-0.07-0.08 s epoch. Its `EpochLogger` now only buffers an epoch's metrics on the training thread;
-one background thread sends them with `MlflowClient.log_batch`, at most one request a second (the
-first epoch at once), and `close()` sends the rest before the run ends. A SIGKILL can therefore lose
-up to a second of buffered metrics: the checkpoint holds the full history, and the retry, resuming,
-first logs the checkpoint's epochs MLflow lacks and skips re-run epochs it already has, so every
-epoch is in MLflow exactly once (the "work lost" row checks MLflow's history against the job's after
-each kill; lab 2's check and `python/tests/test_training.py` check it too).
+`mlflow.log_metrics`, one HTTP round trip to the tracking server per epoch (one `log_batch` to this
+run's server: {call_ms}, measured beside the runs above) against an epoch of {fmt(epoch_s)} s (the bare
+loop's median). Its `EpochLogger` now only buffers an epoch's metrics on the training thread; one
+background thread sends them with `MlflowClient.log_batch`, at most one request a second (the first
+epoch at once), and `close()` sends the rest before the run ends. A SIGKILL can therefore lose up to a
+second of buffered metrics: the checkpoint holds the full history, and the retry, resuming, first logs
+the checkpoint's epochs MLflow lacks and skips re-run epochs it already has, so every epoch is in
+MLflow exactly once (the "work lost" row checks MLflow's history against the job's after each kill;
+lab 2's check and `python/tests/test_training.py` check it too).
 
-Why not MLflow's own async logging or a flush before each checkpoint (found with cProfile and an
-instrumented run): one `log_batch` costs ~3 ms of client CPU (requests, and MLflow's request-header
-providers retrying failing Databricks imports on every call) plus the server's CPU on the same 2
-cores, so one request per epoch, even off the training thread, still costs about +5 to +9% per epoch
-(the "one request per epoch" row); MLflow's async queue (`log_metrics(synchronous=False)`) polls
-with a 1 s timeout, so `end_run()` and `flush_async_logging()` stall up to 1 s at the end of every
-run; and waiting for the metrics before each checkpoint would put a round trip on the training
-thread every 2 epochs (~7%).
+Why not one request per epoch off the thread, MLflow's own async logging, or a flush before each
+checkpoint: one `log_batch` costs {call_cpu_ms} of the client's CPU (measured as above; cProfile put
+it in requests and in MLflow's request-header providers), plus the server's CPU on the same 2 cores,
+so one request per epoch, even off the training thread, still costs {per_epoch} per epoch (the
+"one request per epoch" row); MLflow's async queue (`log_metrics(synchronous=False)`) polls with a
+1 s timeout, so `end_run()` and `flush_async_logging()` can stall up to 1 s at the end of every run
+(MLflow's source, not measured here); and waiting for the metrics before each checkpoint would put
+one round trip on the training thread every {EVERY} epochs: {flush:.1%} of their time from the two
+figures above.
 
 Per-epoch figures are the wall (or CPU) time of epochs 2 to 12 of one run divided by 11
 (checkpoints included: 6 of those 11 epochs write one), one value per run, runs interleaved in
 rotating order; overheads are paired by round. CPU per epoch counts every thread of the bench
 process (the MLflow server's own CPU is not in it); on a loaded machine it is the steadier figure.
 """
+
+
+def log_batch_cost(tracking_uri: str, calls: int = 60) -> tuple[Figure, Figure]:
+    """Wall and client CPU time of one `MlflowClient.log_batch` of an epoch's metrics, to the bench's server."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    client = mlflow.MlflowClient(tracking_uri)
+    run_id = client.create_run(mlflow.get_experiment_by_name("mllab-bench-training").experiment_id).info.run_id
+    wall, cpu = [], []
+    for step in range(calls + 5):
+        metrics = [Metric(k, 0.5, int(time.time() * 1000), step) for k in ("train_loss", "val_loss", "val_accuracy")]
+        (w0, c0) = _stamp()
+        client.log_batch(run_id, metrics=metrics)
+        (w1, c1) = _stamp()
+        if step >= 5:  # the first calls open the connection
+            wall.append((w1 - w0) * 1000)
+            cpu.append((c1 - c0) * 1000)
+    client.set_terminated(run_id)
+    return Figure(wall, "ms"), Figure(cpu, "ms")
 
 
 def _stamp() -> tuple[float, float]:
@@ -216,6 +241,7 @@ def training(rounds: int = ROUNDS) -> Section:
                     if kind == "lab":
                         tails.append(tail)
         resumes = [resume_once(uri, Path(tmp) / f"resume-{i}", e) for i, e in enumerate(CRASH_EPOCHS)]
+        call_ms, call_cpu_ms = log_batch_cost(uri)
 
     def figures(kind: str) -> dict[str, Figure]:
         return {
@@ -275,7 +301,9 @@ def training(rounds: int = ROUNDS) -> Section:
         f"Work lost after a kill at most {fmt(worst)} epochs "
         f"(target <= {EVERY}: {'met' if worst <= EVERY else 'MISSED'})"
     )
-    section.notes = NOTES
+    section.notes = notes(
+        call_ms, call_cpu_ms, statistics.median(w for w, _ in runs["bare"]), _pct(overhead("per-epoch", 0))
+    )
     return section
 
 

@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         help="float64 (default) keeps the rounding gap between N and 1 processes tiny",
     )
     p.add_argument(
+        "--profile",
+        action="store_true",
+        help="time each step's phases (compute, all-reduce, waiting for the other ranks) into the result",
+    )
+    p.add_argument(
         "--device",
         choices=["auto", "cpu", "cuda"],
         default="auto",
@@ -123,13 +128,17 @@ def _train(args: argparse.Namespace) -> int:
     ddp = DDP(model, device_ids=[local_rank] if use_cuda else None)
     opt = torch.optim.SGD(ddp.parameters(), lr=args.lr, momentum=0.9)
     seen = {"samples": 0, "steps": 0, "batch": 0}
+    profile = StepProfile(ddp) if args.profile else None
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:
         """One optimizer step of the DDP model on this rank's batch; DDP all-reduces (averages) the gradients."""
+        t0 = time.perf_counter()
         x, y = x.to(device, dtype, non_blocking=True), y.to(device, non_blocking=True)
         opt.zero_grad()
         F.cross_entropy(ddp(x), y).backward()
         opt.step()
+        if profile is not None:
+            profile.stepped(t0, time.perf_counter())
         seen["samples"] += len(y)
         seen["steps"] += 1
         seen["batch"] = max(seen["batch"], len(y))
@@ -151,10 +160,11 @@ def _train(args: argparse.Namespace) -> int:
     if use_cuda:
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
+    phases = profile.summary(elapsed, model, dtype, device) if profile is not None else None
     per_rank: list[Any] = [None] * group_size
-    dist.all_gather_object(per_rank, [elapsed, seen])
-    train_s = max(e for e, _ in per_rank)  # the slowest rank ends the job
-    samples = sum(s["samples"] for _, s in per_rank)
+    dist.all_gather_object(per_rank, [elapsed, seen, phases])
+    train_s = max(e for e, _, _ in per_rank)  # the slowest rank ends the job
+    samples = sum(s["samples"] for _, s, _ in per_rank)
     model.eval()
     with torch.no_grad():
         logits = model(torch.from_numpy(X_te).to(device, dtype)).cpu()
@@ -166,15 +176,19 @@ def _train(args: argparse.Namespace) -> int:
         "device": device.type,
         "epochs": args.epochs,
         "global_batch": args.global_batch,
-        "per_rank_batch": max(s["batch"] for _, s in per_rank),
-        "steps_per_rank": [s["steps"] for _, s in per_rank],
+        "per_rank_batch": max(s["batch"] for _, s, _ in per_rank),
+        "steps_per_rank": [s["steps"] for _, s, _ in per_rank],
         "train_size": len(data),
         "samples_per_epoch": samples / max(args.epochs, 1),  # all ranks together
         "train_s": train_s,
         "samples_per_s": samples / train_s if train_s > 0 else 0.0,
         "val_loss": float(F.cross_entropy(logits, yv)),
         "val_accuracy": float((logits.argmax(1) == yv).float().mean()),
+        "dtype": args.dtype,
+        "threads_per_process": torch.get_num_threads(),
     }
+    if profile is not None:
+        info["profile_ms_per_step"] = [p for _, _, p in per_rank]  # by rank
     box = [info]
     dist.broadcast_object_list(box, src=0)  # one result, the same bytes on every rank (whoever writes it)
     info = box[0]
@@ -184,6 +198,72 @@ def _train(args: argparse.Namespace) -> int:
         print(json.dumps(info), flush=True)
     dist.destroy_process_group()
     return 0
+
+
+class StepProfile:
+    """Where a step's time goes, on this rank (``--profile``; the benchmark's "where the time goes"):
+
+    - all-reduce: from the moment DDP hands a gradient bucket to the backend until its averaged
+      result is back (a comm hook around DDP's own allreduce hook), summed over a step's buckets.
+      DDP's backward waits for it, and with this model's one bucket there is no other work to overlap;
+    - of which the wire: the same all-reduce of the same bytes after a barrier, so that no rank
+      waits for another (the median of 30, after training);
+    - waiting for the other ranks: the all-reduce in the step less the wire;
+    - compute: the rest of the step (forward, backward, optimizer);
+    - outside the steps: the training loop between steps (sampler, batching, the Python around it).
+    """
+
+    def __init__(self, ddp: Any) -> None:
+        from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+        self.comm: list[float] = []  # seconds per bucket all-reduce
+        self.steps: list[tuple[float, float]] = []  # (step wall, all-reduce in it)
+        self._seen = 0
+
+        # No annotations: DDP checks them against dist.GradBucket, and postponed ones are strings.
+        def timed_allreduce(state, bucket):
+            t0 = time.perf_counter()
+
+            def done(fut: Any) -> Any:
+                self.comm.append(time.perf_counter() - t0)
+                return fut.value()
+
+            return default_hooks.allreduce_hook(state, bucket).then(done)
+
+        ddp.register_comm_hook(None, timed_allreduce)
+
+    def stepped(self, t0: float, t1: float) -> None:
+        comm = sum(self.comm[self._seen :])
+        self._seen = len(self.comm)
+        self.steps.append((t1 - t0, comm))
+
+    def summary(self, elapsed: float, model: Any, dtype: Any, device: Any) -> dict[str, float]:
+        import statistics
+
+        import torch
+        import torch.distributed as dist
+
+        n = max(len(self.steps), 1)
+        flat = torch.zeros(sum(p.numel() for p in model.parameters()), dtype=dtype, device=device)
+        wire = []
+        for _ in range(30):
+            dist.barrier()
+            t0 = time.perf_counter()
+            dist.all_reduce(flat)
+            wire.append(time.perf_counter() - t0)
+        step_s = sum(s for s, _ in self.steps) / n
+        comm_s = sum(c for _, c in self.steps) / n
+        wire_s = min(statistics.median(wire), comm_s)
+        ms = 1000.0
+        return {
+            "step": step_s * ms,
+            "compute": (step_s - comm_s) * ms,
+            "all_reduce": comm_s * ms,
+            "all_reduce_wire": wire_s * ms,
+            "waiting": (comm_s - wire_s) * ms,
+            "outside_steps": (elapsed / n - step_s) * ms,
+            "gradient_bytes": flat.numel() * flat.element_size(),
+        }
 
 
 if __name__ == "__main__":
