@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         help="float64 (default) keeps the rounding gap between N and 1 processes tiny",
     )
     p.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin each rank to one CPU (LOCAL_RANK modulo the CPUs it may use), as numactl or a launcher would",
+    )
+    p.add_argument(
         "--profile",
         action="store_true",
         help="time each step's phases (compute, all-reduce, waiting for the other ranks) into the result",
@@ -94,6 +99,9 @@ def _train(args: argparse.Namespace) -> int:
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)
+    if args.pin and not use_cuda:  # before the process group: gloo's threads, started after, inherit it
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpus[local_rank % len(cpus)]})
     code = ddp_code()
 
     rank, world = call(code, "init_distributed", device)  # the learner's: the process group
@@ -186,6 +194,7 @@ def _train(args: argparse.Namespace) -> int:
         "val_accuracy": float((logits.argmax(1) == yv).float().mean()),
         "dtype": args.dtype,
         "threads_per_process": torch.get_num_threads(),
+        "pinned": bool(args.pin and not use_cuda),
     }
     if profile is not None:
         info["profile_ms_per_step"] = [p for _, _, p in per_rank]  # by rank
