@@ -47,7 +47,7 @@ class Server:
     ready_url: str
     url: str  # the predict endpoint
     body: str  # one row, as this server wants it
-    answers: callable  # (rows) -> list of predicted labels, through HTTP
+    answers: callable | None  # (rows) -> list of predicted labels, through HTTP; None: a reference without a model
     note: str = ""
     cwd: str | None = None
     runtime: str = SKLEARN  # what answers inside the server: ONNX or SKLEARN
@@ -224,6 +224,20 @@ def servers(joblib_path: Path, onnx_path: Path, workdir: Path, port0: int) -> li
     out.append(Server("mllab fastserve (ours)", argv, ready, url, *v1(url), "V1", runtime=ONNX))
     url = local(port, "/v2/models/iris/infer")
     out.append(Server("mllab fastserve, V2 (ours)", argv, ready, url, *v2(url, "FP32"), "V2", runtime=ONNX))
+
+    port = port0 + 8
+    url = local(port, "/v1/models/iris:predict")
+    floor = Server(
+        "HTTP floor: uvicorn + httptools, constant answer (reference)",
+        [py, str(HERE / "servers/asgi_floor.py"), str(port)],
+        url,
+        url,
+        *v1(url),
+        "no parsing, no model: the server stack alone",
+        runtime="none",
+    )
+    floor.answers = None  # a constant: nothing to compare with the model
+    out.append(floor)
     return out
 
 
@@ -284,11 +298,14 @@ def measure(srv: Server, X_te: np.ndarray, expected: np.ndarray, runs: int, seco
         )
     try:
         wait_ready(srv.ready_url, proc)
-        got = np.asarray(srv.answers(X_te))
-        if not np.array_equal(got.astype(int), expected.astype(int)):
-            return Row(
-                srv.name, {}, note=f"NOT MEASURED: answers differ from the model on {int((got != expected).sum())} rows"
-            )
+        if srv.answers is not None:
+            got = np.asarray(srv.answers(X_te))
+            if not np.array_equal(got.astype(int), expected.astype(int)):
+                return Row(
+                    srv.name,
+                    {},
+                    note=f"NOT MEASURED: answers differ from the model on {int((got != expected).sum())} rows",
+                )
         figures: dict[str, Figure] = {}
         for conns in CONNS:
             wrk(srv.url, srv.body, conns, 2)  # warm-up
@@ -296,7 +313,8 @@ def measure(srv: Server, X_te: np.ndarray, expected: np.ndarray, runs: int, seco
             figures[f"req/s @ {conns}"] = Figure([r for r, _ in results], "req/s")
             figures[f"p99 ms @ {conns}"] = Figure([p for _, p in results], "ms")
         figures["rows/s (16 conns)"] = figures["req/s @ 16"]
-        return Row(srv.name, figures, note=f"{srv.note}; {srv.runtime}; same answers on {len(X_te)} test rows")
+        checked = f"same answers on {len(X_te)} test rows" if srv.answers is not None else "answers not checked"
+        return Row(srv.name, figures, note=f"{srv.note}; {srv.runtime}; {checked}")
     except Exception as exc:  # a peer that fails is reported, the others still run
         return Row(srv.name, {}, note=f"NOT MEASURED: {exc}"[:200])
     finally:
@@ -343,6 +361,13 @@ def verdict(rows: list[Row]) -> str:
         parts.append(
             f"against the stock KServe server with scikit-learn: {rps(ours) / rps(kserve_sk):.0f}x in all, "
             "runtime and server together"
+        )
+    floor = get("HTTP floor")
+    if floor:
+        parts.append(
+            f"ours reaches {rps(ours) / rps(floor):.0%} of the HTTP floor (the same server stack answering a "
+            f"constant: {rps(floor):.0f} req/s); {TARGET_RATIO:.0f}x the best peer would need "
+            f"{TARGET_RATIO * rps(best) / rps(floor):.0%} of it"
         )
     ceiling = get("in-process compiled model, 16 rows", "rows/s (16 conns)")
     if ceiling:

@@ -303,6 +303,8 @@ def _dumps(obj: Any) -> bytes:
 
 
 async def _send(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    # Content-Length, or the server would frame the body as chunks
+    headers = [*headers, (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
