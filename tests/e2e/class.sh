@@ -9,8 +9,9 @@
 #   3. ana, ben and cleo run lab 2 at the same time, each on the k8s backend in their own
 #      namespace with their own kubeconfig and settings (artifacts/class/<learner>/), and pass
 #      `mllab check 2`; `mllab class --json` (the admin's view) shows it;
-#   4. roster changes: dropping 27 learners keeps their namespaces (and says so); an empty roster
-#      with mllab_learners_prune: true deletes every learner namespace.
+#   4. roster changes: dropping 27 learners keeps their namespaces (and says so), applied while
+#      the three run lab 2 (it must not disturb them); an empty roster with
+#      mllab_learners_prune: true deletes every learner namespace.
 #
 #   tests/e2e/class.sh
 set -euo pipefail
@@ -83,6 +84,15 @@ for who in "${three[@]}"; do
       "$VENV/bin/mllab" check 2 --json >"$LOGS/class-$who-lab2.json"
   ) >"$LOGS/class-$who-lab2.log" 2>&1 &
 done
+
+# Meanwhile the instructor drops 27 learners from the roster (not pruned): an apply that must say
+# their namespaces are kept, and must not disturb the three learners at work.
+apply_class false "${three[@]}"
+grep -q "kept with their work and volumes: learner-s04" "$LOGS/class-apply.log" ||
+  { echo "class.sh: the run without 27 learners does not say their namespaces are kept" >&2; exit 1; }
+[[ $(kubectl get namespace -l mllab.io/namespace-role=learner -o name | wc -l) == "${#roster[@]}" ]]
+echo "class.sh: the roster of ${#three[@]} applied while they worked: the other learners' namespaces kept"
+
 failed=()
 for who in "${three[@]}"; do wait -n || failed+=("?"); done
 for who in "${three[@]}"; do
@@ -107,11 +117,7 @@ for who in sys.argv[2:]:
 print(f"class.sh: mllab class shows lab 2 passed for {', '.join(sys.argv[2:])} ({len(view)} learners listed)")
 PY
 
-# Roster changes.
-apply_class false "${three[@]}"
-grep -q "kept with their work and volumes: learner-s04" "$LOGS/class-apply.log" ||
-  { echo "class.sh: the run without 27 learners does not say their namespaces are kept" >&2; exit 1; }
-[[ $(kubectl get namespace -l mllab.io/namespace-role=learner -o name | wc -l) == "${#roster[@]}" ]]
+# The prune: an empty roster with mllab_learners_prune deletes every learner namespace.
 t=$SECONDS
 apply_class true
 left=$(kubectl get namespace -l mllab.io/namespace-role=learner -o name)
