@@ -51,7 +51,7 @@ SERVER = textwrap.dedent(
 def model_server(tmp_path_factory):
     missing = [m for m in ("kserve", "sklearn", "joblib") if importlib.util.find_spec(m) is None]
     if missing:
-        missing(f"{', '.join(missing)} not installed here (pip install -e 'python[labs]')")
+        missing(f"{', '.join(missing)} not installed here (pip install -c requirements/constraints.txt -e 'python[labs]')")
     import joblib
     from sklearn.datasets import load_iris
     from sklearn.svm import SVC

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from mllab import __version__
+from mllab import INSTALL_K8S, __version__
 from mllab.errors import BackendUnavailable
 
 RESULTS_CONFIGMAP = "mllab-results"
@@ -166,7 +166,7 @@ def record_check(
         record_result(core, namespace, learner, record)
         return True
     except ImportError as exc:
-        why = f"the kubernetes client is not installed ({exc}; pip install 'mllab[k8s]')"
+        why = f"the kubernetes client is not installed ({exc}; {INSTALL_K8S})"
     except BackendUnavailable as exc:
         why = exc.message
     except Exception as exc:  # 403, 404, no cluster, or anything else: never the check's business

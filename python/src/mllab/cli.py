@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mllab import __version__
+from mllab import INSTALL_K8S, __version__
 from mllab.errors import BackendUnavailable, MllabError, UsageError
 
 
@@ -421,9 +421,7 @@ def cmd_class(args: argparse.Namespace) -> int:
     try:
         core = classroom.core_api()
     except ImportError as exc:
-        raise BackendUnavailable(
-            f"`mllab class` needs the kubernetes client ({exc})", "pip install 'mllab[k8s]'"
-        ) from None
+        raise BackendUnavailable(f"`mllab class` needs the kubernetes client ({exc})", INSTALL_K8S) from None
     except BackendUnavailable as exc:
         raise classroom.needs_admin(exc.message) from None
     report = classroom.class_report(core)

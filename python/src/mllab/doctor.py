@@ -9,6 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
+from mllab import INSTALL_LABS
 from mllab.procs import http_ok
 
 
@@ -36,7 +37,7 @@ def diagnose() -> list[dict[str, Any]]:
             "lab packages",
             "missing",
             "not installed: " + ", ".join(missing),
-            "pip install -e 'python[labs]' (or `make labs-test`)",
+            f"{INSTALL_LABS} (or `make labs-test`)",
             required=True,
         )
         if missing
@@ -99,7 +100,7 @@ def diagnose() -> list[dict[str, Any]]:
     items.append(
         _item("kserve (local)", "ok", "kserve SDK installed: `mllab serve` and lab 6 can run")
         if importlib.util.find_spec("kserve")
-        else _item("kserve (local)", "missing", "kserve SDK not installed", "pip install -e 'python[labs]'")
+        else _item("kserve (local)", "missing", "kserve SDK not installed", INSTALL_LABS)
     )
     smi = shutil.which("nvidia-smi")
     if smi:

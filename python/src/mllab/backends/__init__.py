@@ -6,6 +6,7 @@ runs the same work as Jobs on the cluster (mllab.backends.k8s).
 
 from __future__ import annotations
 
+from mllab import INSTALL_K8S
 from mllab.backends.base import Backend, Endpoint, JobResult, JobSpec, ServeSpec
 from mllab.errors import BackendUnavailable, UsageError
 
@@ -23,8 +24,6 @@ def get_backend(name: str) -> Backend:
         try:
             from mllab.backends.k8s import K8sBackend
         except ImportError as exc:
-            raise BackendUnavailable(
-                f"the k8s backend needs the kubernetes client ({exc})", "pip install 'mllab[k8s]'"
-            ) from None
+            raise BackendUnavailable(f"the k8s backend needs the kubernetes client ({exc})", INSTALL_K8S) from None
         return K8sBackend()
     raise UsageError(f"unknown backend {name!r}", f"choose one of: {', '.join(BACKENDS)}")

@@ -11,7 +11,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from mllab import procs
+from mllab import INSTALL_LABS, procs
 from mllab.backends.base import Backend, Endpoint, JobResult, JobSpec, ServeSpec
 from mllab.errors import MllabError, TrackingUnavailable
 from mllab.home import home
@@ -102,7 +102,7 @@ class LocalBackend(Backend):
             procs.stop(proc)
             raise TrackingUnavailable(
                 f"the local MLflow server did not start on port {port}; last log lines:\n{procs.tail(log)}",
-                f"read {log}; check that the labs extra is installed: pip install -e 'python[labs]'",
+                f"read {log}; check that the labs extra is installed: {INSTALL_LABS}",
             )
         self._mlflow_proc = proc
         os.environ["MLFLOW_TRACKING_URI"] = url  # jobs and trials started from here inherit it

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from mllab import INSTALL_LABS
 from mllab.serving import protocol
 from mllab.serving.protocol import DIGITS, BadRequest, InputSpec
 
@@ -385,7 +386,7 @@ def model_server(kserve: Any, host: str, **kwargs: Any) -> Any:
             if rest is None or not hasattr(rest, "config") or not hasattr(rest, "create_application"):
                 raise RuntimeError(
                     f"kserve {getattr(kserve, '__version__', '?')} has no REST server config to set the host on: "
-                    "use the kserve version of the labs extra (pip install -e 'python[labs]')"
+                    f"use the kserve version of the labs extra ({INSTALL_LABS})"
                 )
             rest.config.host = host  # read when uvicorn binds, which happens inside super()._serve()
             create = rest.create_application
