@@ -261,7 +261,10 @@ def fastserve(run, tmp_path_factory):
     """The smoke model Job's command, then the runtime's container command with {{.Name}}
     filled in as KServe does, with /mnt/... mapped to a temporary folder."""
     if importlib.util.find_spec("mllab") is None or importlib.util.find_spec("onnxruntime") is None:
-        missing("the mllab package with its labs extra is not installed here (pip install -c requirements/constraints.txt -e 'python[labs]')")
+        missing(
+            "the mllab package with its labs extra is not installed here"
+            " (pip install -c requirements/constraints.txt -e 'python[labs]')"
+        )
     work = tmp_path_factory.mktemp("fastserve")
     job = run.get("Job", _model_job(run))["spec"]["template"]["spec"]["containers"][0]
     mount = job["volumeMounts"][0]["mountPath"]

@@ -39,7 +39,9 @@ def matrix_monitor():
 def server(request, tmp_path_factory):
     mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
     if importlib.util.find_spec("mlflow") is None or not mlflow_bin:
-        missing("the mlflow package is not installed here (pip install -c requirements/constraints.txt -e 'python[labs]')")
+        missing(
+            "the mlflow package is not installed here (pip install -c requirements/constraints.txt -e 'python[labs]')"
+        )
     if request.param == "auth" and importlib.util.find_spec("flask_wtf") is None:
         missing("mlflow's basic-auth app needs Flask-WTF (mlflow[auth]; the -full image has it)")
     case = request.param
