@@ -83,7 +83,8 @@ def provisioning(reruns: int = 3) -> Section:
     bindir = str(ROOT / ".venv/bin")
     env = dict(os.environ, PATH=bindir + os.pathsep + os.environ["PATH"], MOLECULE_DISTRO="bookworm")
     if "MOLECULE_IMAGE" not in env:  # the local image `make molecule` uses (built once, then cached)
-        subprocess.run([str(ROOT / "tests/molecule/build-image.sh"), "bookworm"], check=True)
+        # stderr kept: a failure's last line (e.g. "debootstrap is missing. Fix: ...") goes into the report
+        subprocess.run([str(ROOT / "tests/molecule/build-image.sh"), "bookworm"], check=True, stderr=subprocess.PIPE)
         env["MOLECULE_IMAGE"] = "mllab-systemd:bookworm"
     subprocess.run(["molecule", "destroy"], cwd=ROOT / "roles/base", env=env, capture_output=True)
     subprocess.run(["molecule", "create"], cwd=ROOT / "roles/base", env=env, capture_output=True, check=True)
