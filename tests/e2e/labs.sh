@@ -34,6 +34,8 @@ mlflow_env
 # The monitoring layer's accuracy threshold, as the labs layer's profile.sh hands it to a learner
 # (from the same setting the monitoring role's rule reads; lab 7's check compares the two).
 MLLAB_ALERT_ACCURACY_MIN=$(sed -n 's/^monitoring_accuracy_min: *//p' "$VARS")
+[[ -n $MLLAB_ALERT_ACCURACY_MIN ]] ||
+  { echo "labs.sh: no monitoring_accuracy_min in $VARS (tests/e2e/platform.sh apply writes it)" >&2; exit 1; }
 export MLLAB_ALERT_ACCURACY_MIN MLLAB_IMAGE MLLAB_HOME=$CACHE/mllab-home
 rm -rf "$MLLAB_HOME"
 mkdir -p "$CACHE/logs"

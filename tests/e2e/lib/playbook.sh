@@ -11,9 +11,11 @@ base_ref() { echo "$LAB_IMAGE_BASE:3.11-bookworm-$(head -c 16 "$CACHE/images/pyt
 
 # The e2e settings of the platform layer (bring-your-own-cluster mode, the images built here;
 # monitoring on the observability stand-in, `cluster observability`, which has no Grafana).
+# Written aside and renamed into place: class.sh rewrites it while labs.sh, started beside it,
+# reads it, and a reader must never see it half-written (it once read an empty threshold).
 write_vars() {
   mkdir -p "$ARTIFACTS"
-  cat >"$VARS" <<EOF
+  cat >"$VARS.$$" <<EOF
 mllab_manage_microk8s: false
 mllab_artifacts_dir: $ARTIFACTS
 mllab_kubeconfig: $KUBECONFIG_E2E
@@ -57,6 +59,7 @@ monitoring_grafana: false
 # profile.sh would), so the rule must follow this setting.
 monitoring_accuracy_min: 0.9
 EOF
+  mv -f "$VARS.$$" "$VARS"
 }
 
 # facts in memory: a fact cache in the checkout would be a run output (scripts/clean-check); each
