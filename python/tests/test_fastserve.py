@@ -59,7 +59,6 @@ def test_batcher_merges_concurrent_requests_and_keeps_their_order():
 
     async def scenario():
         batcher = fs.MicroBatcher(predict, max_batch=100)
-        batcher.start()
         rows = [np.array([[i, 0.0]] * (1 + i % 3)) for i in range(20)]
         results = await asyncio.gather(*(batcher.submit(r) for r in rows))
         await batcher.stop()
@@ -77,7 +76,6 @@ def test_batcher_respects_max_batch():
 
     async def scenario():
         batcher = fs.MicroBatcher(lambda x: calls.append(len(x)) or x[:, 0], max_batch=4)
-        batcher.start()
         await asyncio.gather(*(batcher.submit(np.ones((1, 2))) for _ in range(10)))
         await batcher.stop()
 
@@ -96,7 +94,6 @@ def test_a_failing_batch_fails_its_requests_only():
             return x[:, 0]
 
         batcher = fs.MicroBatcher(predict)
-        batcher.start()
         with pytest.raises(RuntimeError, match="boom"):
             await batcher.submit(np.ones((1, 2)))
         ok = await batcher.submit(np.full((1, 2), 3.0))

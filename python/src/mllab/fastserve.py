@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from mllab.serving import protocol  # the shared V1/V2 parser (the labs' KServe server's)
 from mllab.serving.protocol import (
@@ -109,9 +110,6 @@ class MicroBatcher:
         self.pending: list[tuple[np.ndarray, asyncio.Future]] = []
         self.calls = 0
         self.rows = 0
-
-    def start(self) -> None:  # nothing runs between requests: the flush is scheduled by the first submit
-        pass
 
     async def stop(self) -> None:
         for _, fut in self.pending:
@@ -190,7 +188,15 @@ class App:
     answer JSON. A Starlette stack (middleware, Route regexes, Request objects) cost about half of
     a one-row request's time; here a request costs a dict lookup, the shared parser and the batcher."""
 
-    def __init__(self, name: str, model: OnnxClassifier, version: str, max_batch: int, max_body: int, max_rows: int):
+    def __init__(
+        self,
+        name: str,
+        model: OnnxClassifier,
+        version: str = "1",
+        max_batch: int = 512,
+        max_body: int = DEFAULT_MAX_BODY_BYTES,
+        max_rows: int = DEFAULT_MAX_ROWS,
+    ) -> None:
         self.name, self.model, self.version, self.max_body = name, model, version, max_body
         self.batcher = MicroBatcher(model.predict, max_batch=max_batch)
         self.metrics = ServerMetrics(name, version)
@@ -219,8 +225,7 @@ class App:
         elif scope["type"] == "lifespan":
             while True:
                 message = await receive()
-                if message["type"] == "lifespan.startup":
-                    self.batcher.start()
+                if message["type"] == "lifespan.startup":  # nothing to start: a submit schedules its flush
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     await self.batcher.stop()
@@ -249,7 +254,7 @@ class App:
     async def infer(self, route: tuple[str, str], scope: dict, receive) -> tuple[int, bytes]:
         kind, model = route
         if model != self.name:
-            return 404, _dumps({"error": f"model {model!r} is not served here; this server has {self.name!r}"})
+            return self.not_served(model)
         parse = protocol.parse_v1 if kind == "v1" else protocol.parse_v2
         try:
             raw = await read_body(scope, receive, self.max_body)
@@ -276,11 +281,14 @@ class App:
             }
         )
 
+    def not_served(self, model: str) -> tuple[int, bytes]:
+        return 404, _dumps({"error": f"model {model!r} is not served here; this server has {self.name!r}"})
+
     def not_here(self, path: str, method: str, route: tuple[str, str] | None) -> tuple[int, bytes]:
         """404 naming the model this server has, or 405 naming the method a known path takes."""
         name = route[1] if route else _model_of(path)
         if name is not None and name != self.name:
-            return 404, _dumps({"error": f"model {name!r} is not served here; this server has {self.name!r}"})
+            return self.not_served(name)
         if route is not None or path in self.gets or path == "/metrics":
             allowed = "POST" if route is not None else "GET"
             return 405, _dumps({"error": f"{method} {path}: this path takes {allowed}"})
@@ -297,8 +305,6 @@ def _model_of(path: str) -> str | None:
 
 
 def _dumps(obj: Any) -> bytes:
-    import orjson
-
     return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
@@ -309,15 +315,7 @@ async def _send(send, status: int, body: bytes, headers: list[tuple[bytes, bytes
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(
-    name: str,
-    model: OnnxClassifier,
-    version: str = "1",
-    max_batch: int = 512,
-    max_body: int = DEFAULT_MAX_BODY_BYTES,
-    max_rows: int = DEFAULT_MAX_ROWS,
-) -> App:
-    return App(name, model, version, max_batch, max_body, max_rows)
+create_app = App  # the public name: create_app(name, model, version=..., max_batch=..., max_body=..., max_rows=...)
 
 
 class ServerMetrics:
